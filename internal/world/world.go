@@ -1,0 +1,54 @@
+// Package world connects tests to the local world: moto_server for the AWS APIs (started by
+// scripts/with-world.sh, which exports AWS_ENDPOINT_URL and SPOTRUNNER_WORLD=1) and the npm
+// fixtures in testdata/octokit (installed by scripts/deps.sh).
+//
+// A test that needs the world calls Endpoint or Fixture first. Under `make test` (SPOTRUNNER_WORLD=1)
+// a missing piece fails the test loudly; under a plain `go test ./...` it skips with the reason, so
+// that plain run stays fast and needs nothing started.
+package world
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Required reports whether the local world must be present (set by scripts/with-world.sh).
+func Required() bool { return os.Getenv("SPOTRUNNER_WORLD") == "1" }
+
+// missing fails the test when the world is required and skips it otherwise.
+func missing(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if Required() {
+		tb.Fatalf("local world: "+format, args...)
+	}
+	tb.Skipf("local world not running (run `make test`): "+format, args...)
+}
+
+// Endpoint returns moto's loopback URL, or ends the test as described in the package comment.
+func Endpoint(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("AWS_ENDPOINT_URL")
+	if u == "" {
+		missing(tb, "AWS_ENDPOINT_URL is not set")
+	}
+	return u
+}
+
+// Root returns the module root, found from this file's location.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Fixture returns the path of a file in the npm fixtures, e.g.
+// Fixture(t, "@octokit/openapi/generated/ghes-3.19.json"), or ends the test as described above.
+func Fixture(tb testing.TB, rel string) string {
+	tb.Helper()
+	p := filepath.Join(Root(), "testdata", "octokit", "node_modules", filepath.FromSlash(rel))
+	if _, err := os.Stat(p); err != nil {
+		missing(tb, "fixture %s: %v (run scripts/deps.sh)", rel, err)
+	}
+	return p
+}

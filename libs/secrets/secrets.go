@@ -1,0 +1,119 @@
+// Package secrets reads the GitHub App private key and the webhook secret from AWS Secrets
+// Manager, and only from there: never from environment variables.
+//
+// Values are cached per container for a short TTL (a warm Lambda answers from memory; a rotated
+// secret is picked up within the TTL) and registered with the logging redactor the moment they
+// are read, so no log line can carry them. During a webhook-secret rotation both the current
+// (AWSCURRENT) and the previous (AWSPREVIOUS) version are available.
+package secrets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/spotrunner/spotrunner/libs/logging"
+)
+
+// ErrNotFound means the secret, or the asked version of it, does not exist: an operator has to
+// create it (or it was never rotated, for the previous version).
+var ErrNotFound = errors.New("secret not found")
+
+// API is the part of the Secrets Manager client the store uses.
+type API interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// Version stages, as Secrets Manager names them.
+const (
+	current  = "AWSCURRENT"
+	previous = "AWSPREVIOUS"
+)
+
+// Store is a read-through cache of secret values. Safe for concurrent use.
+type Store struct {
+	api API
+	ttl time.Duration
+	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[cacheKey]entry
+}
+
+type cacheKey struct{ id, stage string }
+
+type entry struct {
+	value   []byte
+	missing bool // a cached ErrNotFound, so a never-rotated secret is not asked for on every call
+	expires time.Time
+}
+
+// New returns a store over api; ttl is how long a value is served from memory (e.g. 5 minutes).
+func New(api API, ttl time.Duration) *Store {
+	return &Store{api: api, ttl: ttl, now: time.Now, cache: map[cacheKey]entry{}}
+}
+
+// Current returns the current value of the secret id (name or ARN).
+func (s *Store) Current(ctx context.Context, id string) ([]byte, error) {
+	return s.get(ctx, id, current)
+}
+
+// Previous returns the value the secret had before its last rotation; ok is false when it has
+// never been rotated.
+func (s *Store) Previous(ctx context.Context, id string) (value []byte, ok bool, err error) {
+	v, err := s.get(ctx, id, previous)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+func (s *Store) get(ctx context.Context, id, stage string) ([]byte, error) {
+	k := cacheKey{id, stage}
+	s.mu.Lock()
+	e, ok := s.cache[k]
+	s.mu.Unlock()
+	if ok && s.now().Before(e.expires) {
+		if e.missing {
+			return nil, fmt.Errorf("get secret %q (%s): %w", id, stage, ErrNotFound)
+		}
+		return e.value, nil
+	}
+
+	out, err := s.api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId:     aws.String(id),
+		VersionStage: aws.String(stage),
+	})
+	var rnf *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &rnf):
+		s.put(k, entry{missing: true})
+		return nil, fmt.Errorf("get secret %q (%s): %w", id, stage, ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("get secret %q (%s): %w", id, stage, err)
+	}
+
+	value := out.SecretBinary
+	if out.SecretString != nil {
+		value = []byte(*out.SecretString)
+	}
+	if len(value) == 0 {
+		return nil, fmt.Errorf("get secret %q (%s): empty value: %w", id, stage, ErrNotFound)
+	}
+	logging.Redact(string(value))
+	s.put(k, entry{value: value})
+	return value, nil
+}
+
+func (s *Store) put(k cacheKey, e entry) {
+	e.expires = s.now().Add(s.ttl)
+	s.mu.Lock()
+	s.cache[k] = e
+	s.mu.Unlock()
+}

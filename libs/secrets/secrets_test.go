@@ -1,0 +1,137 @@
+package secrets
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spotrunner/spotrunner/libs/awsconfig"
+	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/internal/world"
+)
+
+// fakeAPI serves versions by stage and records every call.
+type fakeAPI struct {
+	values map[string]string // stage -> value; absent stage = ResourceNotFoundException
+	err    error
+	calls  []string
+}
+
+func (f *fakeAPI) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	f.calls = append(f.calls, aws.ToString(in.SecretId)+"@"+aws.ToString(in.VersionStage))
+	if f.err != nil {
+		return nil, f.err
+	}
+	v, ok := f.values[aws.ToString(in.VersionStage)]
+	if !ok {
+		return nil, &types.ResourceNotFoundException{Message: aws.String("no such version")}
+	}
+	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(v)}, nil
+}
+
+// TestStoreCaches: fixtures are a fake with a current value only. Reads within the TTL hit memory
+// (one call per stage), a read after it asks again, and the never-rotated previous version is
+// ok=false (also cached), not an error.
+func TestStoreCaches(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{values: map[string]string{"AWSCURRENT": "webhook-secret-value-1"}}
+	s := New(api, time.Minute)
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	for range 3 {
+		v, err := s.Current(ctx, "arn:webhook")
+		if err != nil || string(v) != "webhook-secret-value-1" {
+			t.Fatalf("Current() = %q, %v", v, err)
+		}
+		if _, ok, err := s.Previous(ctx, "arn:webhook"); ok || err != nil {
+			t.Fatalf("Previous() ok=%v err=%v, want not ok, no error", ok, err)
+		}
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := s.Current(ctx, "arn:webhook"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"arn:webhook@AWSCURRENT", "arn:webhook@AWSPREVIOUS", "arn:webhook@AWSCURRENT"}
+	if diff := cmp.Diff(want, api.calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+// TestStoreErrors: a missing secret is ErrNotFound (operator-fixable); any other failure is passed
+// on wrapped with the secret id, and is not cached.
+func TestStoreErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := New(&fakeAPI{}, time.Minute).Current(ctx, "arn:key")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "arn:key") {
+		t.Errorf("missing secret: err = %v, want ErrNotFound naming the id", err)
+	}
+	boom := errors.New("throttled")
+	api := &fakeAPI{err: boom}
+	s := New(api, time.Minute)
+	for range 2 {
+		if _, err := s.Current(ctx, "arn:key"); !errors.Is(err, boom) {
+			t.Errorf("err = %v, want %v", err, boom)
+		}
+	}
+	if len(api.calls) != 2 {
+		t.Errorf("a failure was cached: %d calls, want 2", len(api.calls))
+	}
+}
+
+// TestStoreRedacts: a value read through the store never appears in a log line afterwards.
+func TestStoreRedacts(t *testing.T) {
+	t.Parallel()
+	secret := "plain-looking-secret-" + time.Now().Format("150405.000000")
+	if _, err := New(&fakeAPI{values: map[string]string{"AWSCURRENT": secret}}, time.Minute).Current(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	l, _ := logging.New(&buf, "info")
+	l.Info().Str("oops", secret).Msg("debugging")
+	if strings.Contains(buf.String(), secret) {
+		t.Errorf("secret read through the store was logged: %s", buf.String())
+	}
+}
+
+// TestStoreAgainstMoto (local world): a secret created and rotated once in moto's Secrets Manager
+// gives its new value as current and its old one as previous.
+func TestStoreAgainstMoto(t *testing.T) {
+	t.Parallel()
+	endpoint := world.Endpoint(t)
+	ctx := context.Background()
+	cfg, err := awsconfig.Load(ctx, awsconfig.Options{EndpointURL: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(cfg)
+	name := "spotrunner-test-" + strings.ReplaceAll(t.Name(), "/", "-") + time.Now().Format("150405.000000")
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String("old-secret-value")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String("new-secret-value")}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(sm, time.Minute)
+	cur, err := s.Current(ctx, name)
+	if err != nil || string(cur) != "new-secret-value" {
+		t.Errorf("Current() = %q, %v; want new-secret-value", cur, err)
+	}
+	prev, ok, err := s.Previous(ctx, name)
+	if err != nil || !ok || string(prev) != "old-secret-value" {
+		t.Errorf("Previous() = %q, %v, %v; want old-secret-value", prev, ok, err)
+	}
+	if _, err := s.Current(ctx, name+"-missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing secret: err = %v, want ErrNotFound", err)
+	}
+}
