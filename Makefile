@@ -8,6 +8,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 10s
 # Every service with a main.go is a Lambda function.
 FUNCTIONS := $(patsubst services/%/main.go,%,$(wildcard services/*/main.go))
+# How a function is built for Lambda (provided.al2023, arm64): $(call gobuild,<service>,<output>)
+gobuild = CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags '-s -w' -o $(2) ./services/$(1)
 
 .PHONY: all build deps test test-world unit fuzz template lint bench demo clean
 
@@ -15,11 +17,12 @@ all: build
 
 ## build: every function as an arm64 Lambda `bootstrap` in build/<function>/
 build:
-	@for f in $(FUNCTIONS); do \
-	  echo "build $$f"; \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags '-s -w' \
-	    -o build/$$f/bootstrap ./services/$$f; \
-	done
+	@for f in $(FUNCTIONS); do echo "build $$f"; $(call gobuild,$$f,build/$$f/bootstrap); done
+
+# sam build (Metadata BuildMethod: makefile) calls build-<LogicalId> with ARTIFACTS_DIR set:
+# build-IngestFunction builds services/ingest.
+build-%Function:
+	$(call gobuild,$(shell echo $* | tr A-Z a-z),$(ARTIFACTS_DIR)/bootstrap)
 
 ## deps: install what the tests need (Go modules, npm fixtures, Python tools in .venv, shellcheck)
 deps:

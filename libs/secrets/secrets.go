@@ -117,3 +117,20 @@ func (s *Store) put(k cacheKey, e entry) {
 	s.cache[k] = e
 	s.mu.Unlock()
 }
+
+// Secret is one secret of a store, bound to its id, for handlers that only ever need that one.
+type Secret struct {
+	store *Store
+	id    string
+}
+
+// Bind returns the secret id of s.
+func (s *Store) Bind(id string) Secret { return Secret{store: s, id: id} }
+
+// Current returns the secret's current value.
+func (b Secret) Current(ctx context.Context) ([]byte, error) { return b.store.Current(ctx, b.id) }
+
+// Previous returns the secret's value before its last rotation, if it was ever rotated.
+func (b Secret) Previous(ctx context.Context) ([]byte, bool, error) {
+	return b.store.Previous(ctx, b.id)
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/spotrunner/spotrunner/libs/queue"
+)
+
+const testSecret = "test-webhook-secret-0123456789"
+
+// fakeSecrets serves fixed secret values, or fails.
+type fakeSecrets struct {
+	current, previous []byte
+	err               error
+}
+
+func (f fakeSecrets) Current(context.Context) ([]byte, error) { return f.current, f.err }
+func (f fakeSecrets) Previous(context.Context) ([]byte, bool, error) {
+	return f.previous, f.previous != nil, f.err
+}
+
+// fakeQueue records what was published, or fails.
+type fakeQueue struct {
+	mu   sync.Mutex
+	err  error
+	msgs []queue.Message
+}
+
+func (f *fakeQueue) Publish(_ context.Context, m queue.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.msgs = append(f.msgs, m)
+	return nil
+}
+
+var errQueueDown = errors.New("sqs: service unavailable")
+
+var testNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+func newHandler(q Publisher, f Filter) *Handler {
+	return &Handler{
+		secrets: fakeSecrets{current: []byte(testSecret)},
+		queue:   q,
+		host:    "ghes.example.com",
+		filter:  f,
+		maxBody: 1 << 20,
+		now:     func() time.Time { return testNow },
+	}
+}
+
+func sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// delivery builds the API Gateway event of a GitHub delivery signed with secret.
+func delivery(event, id string, body []byte, secret string) events.APIGatewayV2HTTPRequest {
+	req := events.APIGatewayV2HTTPRequest{
+		Headers: map[string]string{
+			"x-github-event":    event,
+			"x-github-delivery": id,
+			"content-type":      "application/json",
+		},
+		Body: string(body),
+	}
+	req.RequestContext.HTTP.Method = "POST"
+	if secret != "" {
+		req.Headers["x-hub-signature-256"] = sign(secret, body)
+	}
+	return req
+}
+
+// outcome is what a test compares: status code and decoded body.
+type outcome struct {
+	Code   int
+	Status string
+	Reason string
+}
+
+func call(t testing.TB, h *Handler, req events.APIGatewayV2HTTPRequest) outcome {
+	t.Helper()
+	resp, err := h.Handle(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Handle() error = %v; it must always answer", err)
+	}
+	var body response
+	if err := json.Unmarshal([]byte(resp.Body), &body); err != nil {
+		t.Fatalf("response body is not JSON: %q", resp.Body)
+	}
+	return outcome{resp.StatusCode, body.Status, body.Reason}
+}
+
+// spotrunnerJob is a minimal, valid queued workflow_job payload of an org's private repository.
+func spotrunnerJob(action string, jobLabels ...string) []byte {
+	if len(jobLabels) == 0 {
+		jobLabels = []string{"self-hosted", "spotrunner/linux-x64/cpu=4,ram=16"}
+	}
+	p := map[string]any{
+		"action": action,
+		"workflow_job": map[string]any{
+			"id": 901, "run_id": 77, "run_attempt": 1, "name": "build", "labels": jobLabels,
+			"runner_id": nil, "runner_name": nil, "conclusion": nil,
+		},
+		"repository":   map[string]any{"name": "app", "private": true, "owner": map[string]any{"login": "acme", "type": "Organization"}},
+		"installation": map[string]any{"id": 42},
+	}
+	b, _ := json.Marshal(p)
+	return b
+}

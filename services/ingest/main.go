@@ -1,0 +1,114 @@
+// Command ingest is the Lambda behind POST /webhook. For each GitHub delivery it, in order:
+//  1. rejects bodies over MAX_BODY_BYTES (413) and decodes base64 bodies flagged by API Gateway;
+//  2. verifies X-Hub-Signature-256 over the raw body against the webhook secret from Secrets
+//     Manager, current and previous (401 when neither matches);
+//  3. answers ping (200), ignores other events, non-spotrunner jobs, filtered owners/repos and
+//     public repositories (202 "ignored" with the reason);
+//  4. puts one message per workflow_job queued / in_progress / completed on the FIFO queue
+//     (202 "queued"), or answers 503 when the queue is unavailable so the delivery can be redelivered.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/spotrunner/spotrunner/libs/awsconfig"
+	"github.com/spotrunner/spotrunner/libs/config"
+	"github.com/spotrunner/spotrunner/libs/githubapp"
+	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/queue"
+	"github.com/spotrunner/spotrunner/libs/secrets"
+)
+
+// Config is ingest's environment.
+type Config struct {
+	// QueueURL is required: the FIFO job queue.
+	QueueURL string `env:"QUEUE_URL, required"`
+	// WebhookSecretARN is required: the Secrets Manager secret holding the webhook secret.
+	WebhookSecretARN string `env:"WEBHOOK_SECRET_ARN, required"`
+	// GitHubServerURL is required: https://github.com or the GHES web URL; jobs are keyed by its host.
+	GitHubServerURL string `env:"GITHUB_SERVER_URL, required"`
+	// AllowedOwners is optional (comma-separated): when set, only these orgs/users are served.
+	AllowedOwners []string `env:"ALLOWED_OWNERS"`
+	// AllowedRepos is optional (comma-separated owner/repo): when set, only these repositories.
+	AllowedRepos []string `env:"ALLOWED_REPOS"`
+	// AllowPublicRepos is optional, default false: serve jobs of public repositories.
+	AllowPublicRepos bool `env:"ALLOW_PUBLIC_REPOS, default=false"`
+	// MaxBodyBytes is optional, default 1 MiB (real workflow_job payloads are 10-30 KB).
+	MaxBodyBytes int `env:"MAX_BODY_BYTES, default=1048576"`
+	// SecretCacheTTL is optional, default 5m: how long the webhook secret is kept in memory.
+	SecretCacheTTL time.Duration `env:"SECRET_CACHE_TTL, default=5m"`
+	// LogLevel is optional, default info.
+	LogLevel string `env:"LOG_LEVEL, default=info"`
+	// AWSEndpointURL is optional: send every AWS call there (the local world).
+	AWSEndpointURL string `env:"AWS_ENDPOINT_URL"`
+}
+
+// Validate checks what tags cannot.
+func (c *Config) Validate() error {
+	if _, err := githubapp.APIBaseURL(c.GitHubServerURL); err != nil {
+		return fmt.Errorf("GITHUB_SERVER_URL: %w", err)
+	}
+	if c.MaxBodyBytes < 64<<10 || c.MaxBodyBytes > 10<<20 {
+		return fmt.Errorf("MAX_BODY_BYTES %d: want 64 KiB to 10 MiB", c.MaxBodyBytes)
+	}
+	for _, r := range c.AllowedRepos {
+		if o, n, ok := strings.Cut(r, "/"); !ok || o == "" || n == "" {
+			return fmt.Errorf("ALLOWED_REPOS: %q is not owner/repo", r)
+		}
+	}
+	return nil
+}
+
+func main() {
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg Config
+	if err := config.Load(ctx, &cfg); err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	aws, err := awsconfig.Load(ctx, awsconfig.Options{EndpointURL: cfg.AWSEndpointURL})
+	if err != nil {
+		return err
+	}
+	h := &Handler{
+		secrets: secrets.New(secretsmanager.NewFromConfig(aws), cfg.SecretCacheTTL).Bind(cfg.WebhookSecretARN),
+		queue:   queue.NewPublisher(sqs.NewFromConfig(aws), cfg.QueueURL),
+		host:    githubapp.Host(cfg.GitHubServerURL),
+		filter:  Filter{Owners: lowerSet(cfg.AllowedOwners), Repos: lowerSet(cfg.AllowedRepos), AllowPublic: cfg.AllowPublicRepos},
+		maxBody: cfg.MaxBodyBytes,
+		now:     time.Now,
+	}
+	lambda.Start(func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		return h.Handle(logging.Attach(ctx, log), req)
+	})
+	return nil
+}
+
+// lowerSet turns a comma list into a lookup set of trimmed, lowercased names.
+func lowerSet(items []string) map[string]bool {
+	set := map[string]bool{}
+	for _, it := range items {
+		if it = strings.ToLower(strings.TrimSpace(it)); it != "" {
+			set[it] = true
+		}
+	}
+	return set
+}
