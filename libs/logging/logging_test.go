@@ -30,7 +30,7 @@ func secretsOf(t *testing.T) map[string]string {
 	}
 	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 	jit := base64.StdEncoding.EncodeToString([]byte(`{".runner":"eyJhZ2VudElkIjoxfQ==",".credentials":"c2VjcmV0","shared":"` + rand.Text() + `"}`))
-	webhookSecret := "whs-" + rand.Text()         // random, no recognisable shape: registered
+	webhookSecret := "whs-" + rand.Text()          // random, no recognisable shape: registered
 	registeredQuote := `pa"ss\word-` + rand.Text() // JSON escaping must not let it through
 	Redact(webhookSecret, registeredQuote)
 	return map[string]string{

@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spotrunner/spotrunner/internal/world"
 	"github.com/spotrunner/spotrunner/libs/awsconfig"
 	"github.com/spotrunner/spotrunner/libs/logging"
-	"github.com/spotrunner/spotrunner/internal/world"
 )
 
 // fakeAPI serves versions by stage and records every call.

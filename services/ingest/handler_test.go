@@ -27,7 +27,9 @@ func TestStatusCodes(t *testing.T) {
 	}{
 		{name: "queued job", req: func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, testSecret) },
 			want: outcome{202, "queued", ""}, published: 1},
-		{name: "ping", req: func() events.APIGatewayV2HTTPRequest { return delivery("ping", "d1", []byte(`{"zen":"x"}`), testSecret) },
+		{name: "ping", req: func() events.APIGatewayV2HTTPRequest {
+			return delivery("ping", "d1", []byte(`{"zen":"x"}`), testSecret)
+		},
 			want: outcome{200, "pong", ""}},
 		{name: "missing signature", req: func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, "") },
 			want: outcome{401, "error", "bad or missing signature"}},
@@ -60,7 +62,9 @@ func TestStatusCodes(t *testing.T) {
 			big := []byte(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
 			return delivery("workflow_job", "d1", big, testSecret)
 		}, want: outcome{413, "error", "body too large"}},
-		{name: "not JSON", req: func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", []byte("hello"), testSecret) },
+		{name: "not JSON", req: func() events.APIGatewayV2HTTPRequest {
+			return delivery("workflow_job", "d1", []byte("hello"), testSecret)
+		},
 			want: outcome{400, "error", "not a workflow_job payload"}},
 		{name: "JSON without workflow_job", req: func() events.APIGatewayV2HTTPRequest {
 			return delivery("workflow_job", "d1", []byte(`{"action":"queued"}`), testSecret)
@@ -77,7 +81,9 @@ func TestStatusCodes(t *testing.T) {
 		{name: "malformed spotrunner label is forwarded for the record", req: func() events.APIGatewayV2HTTPRequest {
 			return delivery("workflow_job", "d1", spotrunnerJob("queued", "self-hosted", "spotrunner/linux-x64/gpu=1"), testSecret)
 		}, want: outcome{202, "queued", ""}, published: 1},
-		{name: "waiting action", req: func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", spotrunnerJob("waiting"), testSecret) },
+		{name: "waiting action", req: func() events.APIGatewayV2HTTPRequest {
+			return delivery("workflow_job", "d1", spotrunnerJob("waiting"), testSecret)
+		},
 			want: outcome{202, "ignored", "action waiting is not used"}},
 		{name: "owner not allowed", filter: Filter{Owners: map[string]bool{"other": true}},
 			req:  func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, testSecret) },
