@@ -1,0 +1,220 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// JobState is where a job is: queued → provisioning → launched → running → completed, with the
+// side exits rejected (user error), failed (gave up) and cancelled.
+type JobState string
+
+// Job states.
+const (
+	Queued       JobState = "queued"
+	Provisioning JobState = "provisioning"
+	Launched     JobState = "launched"
+	Running      JobState = "running"
+	Completed    JobState = "completed"
+	Rejected     JobState = "rejected"
+	Failed       JobState = "failed"
+	Cancelled    JobState = "cancelled"
+)
+
+// Pending reports whether a job in state s still waits for a runner.
+func (s JobState) Pending() bool { return s == Queued || s == Provisioning || s == Launched }
+
+// Final reports whether s is an end state.
+func (s JobState) Final() bool {
+	return s == Completed || s == Rejected || s == Failed || s == Cancelled
+}
+
+// Job is a workflow job as Spot Runner tracks it.
+type Job struct {
+	Host           string               `dynamodbav:"host"`
+	ID             int64                `dynamodbav:"jobId"`
+	State          JobState             `dynamodbav:"state"`
+	Owner          string               `dynamodbav:"owner"`
+	OwnerType      string               `dynamodbav:"ownerType"`
+	Repo           string               `dynamodbav:"repo"`
+	InstallationID int64                `dynamodbav:"installationId"`
+	RunID          int64                `dynamodbav:"runId"`
+	RunAttempt     int64                `dynamodbav:"runAttempt"`
+	Name           string               `dynamodbav:"name,omitempty"`
+	Labels         []string             `dynamodbav:"labels"`
+	LabelSet       []string             `dynamodbav:"labelSet"`
+	Preset         string               `dynamodbav:"preset,omitempty"`
+	InstanceID     string               `dynamodbav:"instanceId,omitempty"`
+	RunnerName     string               `dynamodbav:"runnerName,omitempty"`
+	Attempt        int                  `dynamodbav:"attempt"`              // launch attempt: a relaunch after a stolen runner is attempt+1
+	LeaseUntil     int64                `dynamodbav:"leaseUntil,omitempty"` // unix ms; numbers compare right, RFC 3339 strings may not
+	Reason         string               `dynamodbav:"reason,omitempty"`
+	Timeline       map[string]time.Time `dynamodbav:"timeline"`
+	ReceivedAt     time.Time            `dynamodbav:"receivedAt"`
+}
+
+// jobItem is a Job with its keys, as stored.
+type jobItem struct {
+	PK        string `dynamodbav:"pk"`
+	SK        string `dynamodbav:"sk"`
+	Pool      string `dynamodbav:"pool,omitempty"`
+	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
+	Job
+}
+
+// CreateJob stores j (its State and Timeline set here) unless the job exists. It returns the
+// stored job and whether this call created it.
+func (s *Store) CreateJob(ctx context.Context, j Job, st JobState) (Job, bool, error) {
+	now := s.now().UTC()
+	j.State = st
+	j.Timeline = map[string]time.Time{string(st): now}
+	it := jobItem{PK: jobKey(j.Host, j.ID), SK: "JOB", Job: j}
+	if st.Pending() {
+		it.Pool = PoolKey(j.Host, j.LabelSet)
+	}
+	if st.Final() {
+		it.ExpiresAt = now.Add(Retention).Unix()
+	}
+	av, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return Job{}, false, fmt.Errorf("encode job %d: %w", j.ID, err)
+	}
+	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           aws.String(s.table),
+		Item:                av,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		cur, err := s.Job(ctx, j.Host, j.ID)
+		return cur, false, err
+	}
+	if err != nil {
+		return Job{}, false, fmt.Errorf("create job %d: %w", j.ID, err)
+	}
+	return j, true, nil
+}
+
+// Job reads a job (strongly consistent).
+func (s *Store) Job(ctx context.Context, host string, id int64) (Job, error) {
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            key(jobKey(host, id), "JOB"),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("get job %d: %w", id, err)
+	}
+	if out.Item == nil {
+		return Job{}, fmt.Errorf("job %s/%d: %w", host, id, ErrNotFound)
+	}
+	var it jobItem
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return Job{}, fmt.Errorf("decode job %d: %w", id, err)
+	}
+	return it.Job, nil
+}
+
+// Change is what a transition writes besides the state. Zero fields are left alone.
+type Change struct {
+	InstanceID    string
+	ClearInstance bool // remove the instance (a relaunch)
+	RunnerName    string
+	Reason        string
+	Preset        string
+	NextAttempt   bool          // attempt + 1
+	Lease         time.Duration // provisioning lease from now; a crashed worker's job is resumable after it
+}
+
+// Transition moves job (host, id) from one of from to `to`, writing c, and returns the new job.
+// When the job is in none of from, it returns the current job and ErrConflict.
+func (s *Store) Transition(ctx context.Context, host string, id int64, from []JobState, to JobState, c Change) (Job, error) {
+	return s.transition(ctx, host, id, from, to, c, false)
+}
+
+// Claim takes a job for provisioning: queued → provisioning, or provisioning whose lease ran out
+// (a worker crashed or timed out mid-way). The lease is held for lease.
+func (s *Store) Claim(ctx context.Context, host string, id int64, lease time.Duration) (Job, error) {
+	return s.transition(ctx, host, id, []JobState{Queued}, Provisioning, Change{Lease: lease}, true)
+}
+
+func (s *Store) transition(ctx context.Context, host string, id int64, from []JobState, to JobState, c Change, orExpiredLease bool) (Job, error) {
+	now := s.now().UTC()
+	u := newUpdate()
+	u.set(str(string(to)), "state")
+	u.set(str(now.Format(time.RFC3339Nano)), "timeline", string(to))
+	if c.InstanceID != "" {
+		u.set(str(c.InstanceID), "instanceId")
+	}
+	if c.ClearInstance {
+		u.remove("instanceId")
+	}
+	if c.RunnerName != "" {
+		u.set(str(c.RunnerName), "runnerName")
+	}
+	if c.Reason != "" {
+		u.set(str(c.Reason), "reason")
+	}
+	if c.Preset != "" {
+		u.set(str(c.Preset), "preset")
+	}
+	if c.NextAttempt {
+		u.add(num(1), "attempt")
+	}
+	switch {
+	case c.Lease > 0:
+		u.set(num(now.Add(c.Lease).UnixMilli()), "leaseUntil")
+	case to != Provisioning:
+		u.remove("leaseUntil")
+	}
+	if !to.Pending() {
+		u.remove("pool")
+	}
+	if to.Final() {
+		u.set(num(now.Add(Retention).Unix()), "expiresAt")
+	}
+
+	states := make([]string, len(from))
+	for i, f := range from {
+		states[i] = string(f)
+	}
+	cond := u.in("state", states...)
+	if orExpiredLease {
+		cond = "(" + cond + " OR (" + u.name("state") + " = " + u.value(str(string(Provisioning))) +
+			" AND " + u.name("leaseUntil") + " < " + u.value(num(now.UnixMilli())) + "))"
+	}
+	cond = "attribute_exists(pk) AND " + cond
+
+	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(jobKey(host, id), "JOB"),
+		UpdateExpression:          aws.String(u.expression()),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.values,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		cur, gerr := s.Job(ctx, host, id)
+		if gerr != nil {
+			return Job{}, gerr
+		}
+		return cur, fmt.Errorf("job %s/%d is %s, not %v: %w", host, id, cur.State, from, ErrConflict)
+	}
+	if err != nil {
+		return Job{}, fmt.Errorf("move job %d to %s: %w", id, to, err)
+	}
+	var it jobItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return Job{}, fmt.Errorf("decode job %d: %w", id, err)
+	}
+	return it.Job, nil
+}

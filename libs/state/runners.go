@@ -1,0 +1,195 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// RunnerState is where a runner instance is.
+type RunnerState string
+
+// Runner states: idle (launched, registered or registering, no job yet), busy (running a job),
+// done (its job finished or it was terminated).
+const (
+	Idle RunnerState = "idle"
+	Busy RunnerState = "busy"
+	Done RunnerState = "done"
+)
+
+// Runner is one runner instance.
+type Runner struct {
+	InstanceID     string      `dynamodbav:"instanceId"`
+	Host           string      `dynamodbav:"host"`
+	JobID          int64       `dynamodbav:"jobId"`               // the job it was launched (or last rebound) for
+	BusyJobID      int64       `dynamodbav:"busyJobId,omitempty"` // the job it actually runs
+	Owner          string      `dynamodbav:"owner"`
+	Repo           string      `dynamodbav:"repo,omitempty"` // set for repo-level runners
+	InstallationID int64       `dynamodbav:"installationId"`
+	Preset         string      `dynamodbav:"preset"`
+	Labels         []string    `dynamodbav:"labels"`
+	LabelSet       []string    `dynamodbav:"labelSet"`
+	State          RunnerState `dynamodbav:"state"`
+	RunnerName     string      `dynamodbav:"runnerName"`
+	RunnerID       int64       `dynamodbav:"runnerId,omitempty"`
+	CapacityType   string      `dynamodbav:"capacityType"`
+	InstanceType   string      `dynamodbav:"instanceType"`
+	LaunchedAt     time.Time   `dynamodbav:"launchedAt"`
+	Deadline       time.Time   `dynamodbav:"deadline"`
+	HoldsSlot      bool        `dynamodbav:"holdsSlot,omitempty"` // counted against the caps until released
+}
+
+type runnerItem struct {
+	PK        string `dynamodbav:"pk"`
+	SK        string `dynamodbav:"sk"`
+	Pool      string `dynamodbav:"pool,omitempty"`
+	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
+	Runner
+}
+
+// PutRunner records a launched instance as idle (in its label set's pool). Recording the same
+// instance again (a retry) keeps the first record.
+func (s *Store) PutRunner(ctx context.Context, r Runner) error {
+	r.State = Idle
+	av, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
+	if err != nil {
+		return fmt.Errorf("encode runner %s: %w", r.InstanceID, err)
+	}
+	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           aws.String(s.table),
+		Item:                av,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &ccf) {
+		return fmt.Errorf("put runner %s: %w", r.InstanceID, err)
+	}
+	return nil
+}
+
+// Runner reads a runner (strongly consistent).
+func (s *Store) Runner(ctx context.Context, instanceID string) (Runner, error) {
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            key(runnerKey(instanceID), "RUNNER"),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Runner{}, fmt.Errorf("get runner %s: %w", instanceID, err)
+	}
+	if out.Item == nil {
+		return Runner{}, fmt.Errorf("runner %s: %w", instanceID, ErrNotFound)
+	}
+	var it runnerItem
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return Runner{}, fmt.Errorf("decode runner %s: %w", instanceID, err)
+	}
+	return it.Runner, nil
+}
+
+// RunnerChange is what a runner update writes besides the state. Zero fields are left alone.
+type RunnerChange struct {
+	RunnerID  int64
+	BusyJobID int64
+	JobID     int64 // rebind to another pending job
+}
+
+// UpdateRunner moves runner instanceID from one of from to `to`. Leaving idle takes it out of its
+// pool; done items expire after Retention. ErrConflict when it is in none of from.
+func (s *Store) UpdateRunner(ctx context.Context, instanceID string, from []RunnerState, to RunnerState, c RunnerChange) (Runner, error) {
+	u := newUpdate()
+	u.set(str(string(to)), "state")
+	if c.RunnerID != 0 {
+		u.set(num(c.RunnerID), "runnerId")
+	}
+	if c.BusyJobID != 0 {
+		u.set(num(c.BusyJobID), "busyJobId")
+	}
+	if c.JobID != 0 {
+		u.set(num(c.JobID), "jobId")
+	}
+	if to != Idle {
+		u.remove("pool")
+	}
+	if to == Done {
+		u.set(num(s.now().Add(Retention).Unix()), "expiresAt")
+	}
+	states := make([]string, len(from))
+	for i, f := range from {
+		states[i] = string(f)
+	}
+	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(runnerKey(instanceID), "RUNNER"),
+		UpdateExpression:          aws.String(u.expression()),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND " + u.in("state", states...)),
+		ExpressionAttributeNames:  u.names,
+		ExpressionAttributeValues: u.values,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return Runner{}, fmt.Errorf("runner %s is not %v: %w", instanceID, from, ErrConflict)
+	}
+	if err != nil {
+		return Runner{}, fmt.Errorf("move runner %s to %s: %w", instanceID, to, err)
+	}
+	var it runnerItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return Runner{}, fmt.Errorf("decode runner %s: %w", instanceID, err)
+	}
+	return it.Runner, nil
+}
+
+// Pool returns the jobs waiting for a runner and the idle runners of one exact label set.
+func (s *Store) Pool(ctx context.Context, host string, labelSet []string) ([]Job, []Runner, error) {
+	var (
+		jobs    []Job
+		runners []Runner
+		start   map[string]types.AttributeValue
+	)
+	for {
+		out, err := s.api.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(s.table),
+			IndexName:                 aws.String(PoolIndex),
+			KeyConditionExpression:    aws.String("#p = :p"),
+			ExpressionAttributeNames:  map[string]string{"#p": "pool"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(PoolKey(host, labelSet))},
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("query pool: %w", err)
+		}
+		for _, item := range out.Items {
+			var k struct {
+				SK string `dynamodbav:"sk"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+				return nil, nil, fmt.Errorf("decode pool item: %w", err)
+			}
+			switch k.SK {
+			case "JOB":
+				var it jobItem
+				if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+					return nil, nil, fmt.Errorf("decode pool job: %w", err)
+				}
+				jobs = append(jobs, it.Job)
+			case "RUNNER":
+				var it runnerItem
+				if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+					return nil, nil, fmt.Errorf("decode pool runner: %w", err)
+				}
+				runners = append(runners, it.Runner)
+			}
+		}
+		if start = out.LastEvaluatedKey; start == nil {
+			return jobs, runners, nil
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spotrunner/spotrunner/internal/world"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	cfg := world.AWS(t)
+	return New(dynamodb.NewFromConfig(cfg), world.StateTable(t, cfg))
+}
+
+func testJob(id int64, labelSet ...string) Job {
+	if len(labelSet) == 0 {
+		labelSet = []string{"self-hosted", "spotrunner/linux-x64"}
+	}
+	return Job{Host: "ghes.example.com", ID: id, Owner: "acme", OwnerType: "Organization", Repo: "app",
+		InstallationID: 7, Labels: labelSet, LabelSet: labelSet}
+}
+
+// TestJobLifecycle (local world): a job is created once, claimed once, cannot be claimed again
+// while its lease holds, can be resumed after the lease ran out, and never moves backwards.
+func TestJobLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := newStore(t).WithClock(func() time.Time { return now })
+
+	if _, created, err := s.CreateJob(ctx, testJob(1), Queued); err != nil || !created {
+		t.Fatalf("CreateJob = %v, %v", created, err)
+	}
+	if j, created, err := s.CreateJob(ctx, testJob(1), Queued); err != nil || created || j.State != Queued {
+		t.Fatalf("second CreateJob = %+v, %v, %v; want existing queued job", j, created, err)
+	}
+	j, err := s.Claim(ctx, "ghes.example.com", 1, time.Minute)
+	if err != nil || j.State != Provisioning {
+		t.Fatalf("Claim = %v, %v", j.State, err)
+	}
+	if _, err := s.Claim(ctx, "ghes.example.com", 1, time.Minute); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second Claim within the lease: err = %v, want ErrConflict", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := s.Claim(ctx, "ghes.example.com", 1, time.Minute); err != nil {
+		t.Fatalf("Claim after the lease ran out: %v", err)
+	}
+	if j, err = s.Transition(ctx, "ghes.example.com", 1, []JobState{Provisioning}, Launched, Change{InstanceID: "i-1", RunnerName: "spotrunner-i-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, "ghes.example.com", 1, time.Minute); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Claim of a launched job: err = %v, want ErrConflict", err)
+	}
+	if _, err := s.Transition(ctx, "ghes.example.com", 1, []JobState{Queued}, Provisioning, Change{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("backwards move: err = %v, want ErrConflict", err)
+	}
+	want := Job{
+		Host: "ghes.example.com", ID: 1, State: Launched, Owner: "acme", OwnerType: "Organization", Repo: "app",
+		InstallationID: 7, Labels: []string{"self-hosted", "spotrunner/linux-x64"}, LabelSet: []string{"self-hosted", "spotrunner/linux-x64"},
+		InstanceID: "i-1", RunnerName: "spotrunner-i-1",
+		Timeline: map[string]time.Time{"queued": now.Add(-2 * time.Minute), "provisioning": now, "launched": now},
+	}
+	if diff := cmp.Diff(want, j); diff != "" {
+		t.Errorf("job (-want +got):\n%s", diff)
+	}
+	if _, err := s.Job(ctx, "ghes.example.com", 404); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing job: err = %v", err)
+	}
+}
+
+// TestConcurrentClaims (local world): eight workers claim one job at once; exactly one wins.
+func TestConcurrentClaims(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	if _, _, err := s.CreateJob(ctx, testJob(2), Queued); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.Claim(ctx, "ghes.example.com", 2, time.Minute); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, ErrConflict) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Errorf("%d claims won, want 1", wins.Load())
+	}
+}
+
+// TestPool (local world): pending jobs and idle runners of one label set are in its pool, other
+// label sets and started jobs / busy runners are not.
+func TestPool(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	set := []string{"self-hosted", "spotrunner/linux-x64"}
+	for _, id := range []int64{10, 11, 12} {
+		if _, _, err := s.CreateJob(ctx, testJob(id), Queued); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.CreateJob(ctx, testJob(13, "self-hosted", "spotrunner/linux-arm64"), Queued); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, "ghes.example.com", 12, []JobState{Queued}, Running, Change{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, iid := range []string{"i-a", "i-b"} {
+		if err := s.PutRunner(ctx, Runner{InstanceID: iid, Host: "ghes.example.com", JobID: 10, LabelSet: set, Labels: set}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.UpdateRunner(ctx, "i-b", []RunnerState{Idle}, Busy, RunnerChange{BusyJobID: 12}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, runners, err := s.Pool(ctx, "ghes.example.com", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotJobs []int64
+	for _, j := range jobs {
+		gotJobs = append(gotJobs, j.ID)
+	}
+	var gotRunners []string
+	for _, r := range runners {
+		gotRunners = append(gotRunners, r.InstanceID)
+	}
+	if diff := cmp.Diff([]int64{10, 11}, gotJobs); diff != "" {
+		t.Errorf("pool jobs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"i-a"}, gotRunners); diff != "" {
+		t.Errorf("pool runners (-want +got):\n%s", diff)
+	}
+}
+
+// TestCaps (local world): twenty concurrent acquisitions against a preset cap of 3 succeed exactly
+// three times; releasing a runner's slot twice frees it once.
+func TestCaps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			switch err := s.AcquireSlot(ctx, "linux-x64", 10, 3); {
+			case err == nil:
+				ok.Add(1)
+			case !errors.Is(err, ErrCapReached):
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 3 {
+		t.Fatalf("%d slots acquired, want 3", ok.Load())
+	}
+	if err := s.PutRunner(ctx, Runner{InstanceID: "i-cap", Host: "h", Preset: "linux-x64", HoldsSlot: true}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.ReleaseSlot(ctx, "i-cap", 10, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AcquireSlot(ctx, "linux-x64", 10, 3); err != nil {
+		t.Fatalf("after one release: %v", err)
+	}
+	if err := s.AcquireSlot(ctx, "linux-x64", 10, 3); !errors.Is(err, ErrCapReached) {
+		t.Fatalf("a double release freed two slots: err = %v", err)
+	}
+	// The total cap took one slot per success and gave back the failed preset attempts.
+	if err := s.AcquireSlot(ctx, "linux-arm64", 4, 0); err != nil {
+		t.Fatalf("total should have 3 of 4 used: %v", err)
+	}
+	if err := s.AcquireSlot(ctx, "linux-arm64", 4, 0); !errors.Is(err, ErrCapReached) {
+		t.Fatalf("total cap of 4 exceeded: %v", err)
+	}
+}
