@@ -52,7 +52,13 @@ type App struct {
 
 	mu       sync.Mutex
 	apps     *ghinstallation.AppsTransport // nil until the key has been loaded
-	installs map[int64]*github.Client
+	installs map[int64]installation
+}
+
+// installation is one installation's token transport and client.
+type installation struct {
+	tokens *ghinstallation.Transport
+	client *github.Client
 }
 
 // New checks cfg and returns an App; it makes no network call.
@@ -78,7 +84,7 @@ func New(cfg Config, key KeySource) (*App, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &App{cfg: cfg, apiBase: base, key: key, http: tr, installs: map[int64]*github.Client{}}, nil
+	return &App{cfg: cfg, apiBase: base, key: key, http: tr, installs: map[int64]installation{}}, nil
 }
 
 // APIBaseURL maps a GitHub web URL to its REST API base URL (with a trailing slash):
@@ -147,24 +153,39 @@ func (a *App) appClient(ctx context.Context) (*github.Client, error) {
 
 // installation returns the client of one installation; its token is cached by ghinstallation
 // until a minute before expiry, and the client itself for the container's life.
-func (a *App) installation(ctx context.Context, id int64) (*github.Client, error) {
+func (a *App) installation(ctx context.Context, id int64) (installation, error) {
 	atr, err := a.appsTransport(ctx)
 	if err != nil {
-		return nil, err
+		return installation{}, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c, ok := a.installs[id]; ok {
-		return c, nil
+	if in, ok := a.installs[id]; ok {
+		return in, nil
 	}
 	itr := ghinstallation.NewFromAppsTransport(atr, id)
 	itr.BaseURL = atr.BaseURL
 	c, err := a.client(itr)
 	if err != nil {
-		return nil, err
+		return installation{}, err
 	}
-	a.installs[id] = c
-	return c, nil
+	in := installation{tokens: itr, client: c}
+	a.installs[id] = in
+	return in, nil
+}
+
+// Check makes sure the App can act for installation id: the key loads and an installation token
+// can be had (cached afterwards). Provisioning calls it before launching anything, so an App that
+// is not installed costs no instance.
+func (a *App) Check(ctx context.Context, id int64) error {
+	in, err := a.installation(ctx, id)
+	if err != nil {
+		return err
+	}
+	if _, err := in.tokens.Token(ctx); err != nil {
+		return fmt.Errorf("installation %d token: %w", id, classify(err))
+	}
+	return nil
 }
 
 func (a *App) client(rt http.RoundTripper) (*github.Client, error) {

@@ -44,7 +44,8 @@ type Runner struct {
 // GenerateJITConfig registers runner name with labels at t and returns its JIT config.
 // A runner of that name already there is ErrConflict.
 func (a *App) GenerateJITConfig(ctx context.Context, t Target, name string, labels []string, groupID int64) (JITConfig, error) {
-	c, err := a.installation(ctx, t.InstallationID)
+	in, err := a.installation(ctx, t.InstallationID)
+	c := in.client
 	if err != nil {
 		return JITConfig{}, err
 	}
@@ -66,7 +67,8 @@ func (a *App) GenerateJITConfig(ctx context.Context, t Target, name string, labe
 
 // RunnerByName looks a runner up by its exact name at t.
 func (a *App) RunnerByName(ctx context.Context, t Target, name string) (Runner, bool, error) {
-	c, err := a.installation(ctx, t.InstallationID)
+	in, err := a.installation(ctx, t.InstallationID)
+	c := in.client
 	if err != nil {
 		return Runner{}, false, err
 	}
@@ -90,7 +92,8 @@ func (a *App) RunnerByName(ctx context.Context, t Target, name string) (Runner, 
 
 // DeleteRunner removes runner id at t; a runner already gone is not an error.
 func (a *App) DeleteRunner(ctx context.Context, t Target, id int64) error {
-	c, err := a.installation(ctx, t.InstallationID)
+	in, err := a.installation(ctx, t.InstallationID)
+	c := in.client
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ type Message struct {
 	RunnerID       int64     `json:"runnerId,omitempty"`
 	Conclusion     string    `json:"conclusion,omitempty"` // completed only, e.g. "success", "cancelled"
 	ReceivedAt     time.Time `json:"receivedAt"`
+	// Attempt is set by the provisioner when it relaunches for a job whose runner another job
+	// took; 0 for events from GitHub.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // ErrMalformed means a message body is not a valid Message; it is never worth a retry.
@@ -83,10 +86,13 @@ func Decode(body []byte) (Message, error) {
 // GroupID is the FIFO message group: the job id.
 func (m Message) GroupID() string { return strconv.FormatInt(m.JobID, 10) }
 
-// DedupID is the FIFO deduplication id: host + job id + action, hashed when it would exceed SQS's
+// DedupID is the FIFO deduplication id: host + job id + action (+ relaunch attempt), hashed when it would exceed SQS's
 // 128 characters (a long GHES host name).
 func (m Message) DedupID() string {
 	id := m.Host + "/" + m.GroupID() + "/" + m.Action
+	if m.Attempt > 0 {
+		id += "/" + strconv.Itoa(m.Attempt)
+	}
 	if len(id) <= 128 {
 		return id
 	}

@@ -1,0 +1,173 @@
+// Package ghessim is a stateful simulator of the GitHub Enterprise Server REST API, for tests and
+// the local demo. It serves, under /api/v3 like GHES:
+//
+//   - GitHub App authentication: app JWTs (RS256, checked against the app's public key, with
+//     GitHub's iss/iat/exp rules) and installation access tokens (ghs_..., one hour), scoped to
+//     the installation's account;
+//   - installation look-ups (by id, org, repo and user);
+//   - self-hosted runners at org and repo level: JIT configurations, list, get, delete;
+//   - workflow jobs, which tests create and move through queued → in_progress → completed;
+//   - the app's webhook deliveries (list, get, redeliver), filled by the signed workflow_job and
+//     ping webhooks it sends to a receiver on loopback;
+//   - fault injection (error statuses, secondary rate limits, delays) per "METHOD /path" pattern,
+//     and a record of every call and every app JWT it received.
+//
+// Responses carry the fields and types of GitHub's GHES 3.19 OpenAPI description, which
+// conformance_test.go checks route by route. Like GitHub, an ephemeral JIT runner is removed once
+// its job completes, and a busy runner cannot be deleted.
+package ghessim
+
+import (
+	"crypto/rsa"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// apiPrefix is where GHES serves its REST API.
+const apiPrefix = "/api/v3"
+
+// Options configure a Server.
+type Options struct {
+	// AppID is the GitHub App's id; app JWTs must carry it as iss. Required.
+	AppID int64
+	// AppPublicKey verifies app JWTs (RS256). Required.
+	AppPublicKey *rsa.PublicKey
+	// WebhookSecret signs the webhooks the server sends. Optional: without it, like GitHub with no
+	// secret configured, deliveries carry no signature headers.
+	WebhookSecret []byte
+	// Host is the GHES host name put in URLs, payloads and the X-GitHub-Enterprise-Host header.
+	// Optional, default "ghes.local".
+	Host string
+}
+
+// Call is one request the server answered.
+type Call struct {
+	Method string
+	// Path is the request path without the /api/v3 prefix and without the query.
+	Path string
+	// Status is the status answered, or 0 when the client went away before an answer (a delayed
+	// fault outlived the client's timeout).
+	Status int
+}
+
+// Server is the simulator. It is safe for concurrent use.
+type Server struct {
+	opts    Options
+	skew    atomic.Int64 // nanoseconds added to the clock; tests in this package move time on
+	handler http.Handler // the routes, behind the /api/v3 prefix
+	client  *http.Client // sends webhooks
+
+	mu            sync.Mutex
+	nextID        int64 // ids of accounts, repos, runners, labels and deliveries
+	accounts      map[string]*account
+	installations map[int64]*installation
+	repos         map[string]*repo
+	jobs          map[int64]*jobRecord
+	runners       map[int64]*runnerRecord
+	labelIDs      map[string]int64
+	tokens        map[string]tokenGrant
+	deliveries    []*delivery // oldest first
+	faults        []*fault
+	calls         []Call
+	jwts          []string
+}
+
+// New returns a Server with no installations, repos, jobs or runners.
+func New(opts Options) *Server {
+	if opts.Host == "" {
+		opts.Host = "ghes.local"
+	}
+	s := &Server{
+		opts: opts,
+		client: &http.Client{
+			// Hookshot does not follow redirects; neither may a redirect lead a webhook off loopback.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		accounts:      map[string]*account{},
+		installations: map[int64]*installation{},
+		repos:         map[string]*repo{},
+		jobs:          map[int64]*jobRecord{},
+		runners:       map[int64]*runnerRecord{},
+		labelIDs:      map[string]int64{},
+		tokens:        map[string]tokenGrant{},
+	}
+	s.handler = http.StripPrefix(apiPrefix, s.routes())
+	return s
+}
+
+// Start serves s on a new httptest server bound to 127.0.0.1, closed at the end of the test. It
+// returns the server and its base URL ("http://127.0.0.1:PORT", without /api/v3).
+func Start(tb testing.TB, opts Options) (*Server, string) {
+	tb.Helper()
+	s := New(opts)
+	ts := httptest.NewServer(s) // httptest binds 127.0.0.1 unless told otherwise
+	tb.Cleanup(ts.Close)
+	return s, ts.URL
+}
+
+// ServeHTTP records the call, answers an injected fault if one matches, and routes the rest.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w}
+	p := strings.TrimPrefix(r.URL.Path, apiPrefix)
+	defer func() { s.record(Call{Method: r.Method, Path: p, Status: rec.status}) }()
+
+	// JWTs are recorded before anything can refuse the request: tests assert that every request
+	// carried a fresh one, including the requests a fault answered.
+	s.recordJWT(r)
+
+	h := rec.Header()
+	h.Set("X-GitHub-Enterprise-Host", s.opts.Host)
+	h.Set("X-GitHub-Enterprise-Version", "3.19.0")
+	h.Set("X-GitHub-Media-Type", "github.v3; format=json")
+	h.Set("X-GitHub-Request-Id", newGUID())
+
+	if !strings.HasPrefix(r.URL.Path, apiPrefix+"/") {
+		writeReply(rec, notFound())
+		return
+	}
+	if f := s.takeFault(r.Method + " " + p); f != nil && f.answer(rec, r) {
+		return
+	}
+	s.handler.ServeHTTP(rec, r)
+}
+
+// now is the server's clock: the wall clock, moved by skew.
+func (s *Server) now() time.Time { return time.Now().Add(time.Duration(s.skew.Load())) }
+
+// Calls returns every request answered so far, in the order the answers were given.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+func (s *Server) record(c Call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, c)
+}
+
+// statusRecorder remembers the status written, for Calls.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
