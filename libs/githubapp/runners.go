@@ -45,10 +45,10 @@ type Runner struct {
 // A runner of that name already there is ErrConflict.
 func (a *App) GenerateJITConfig(ctx context.Context, t Target, name string, labels []string, groupID int64) (JITConfig, error) {
 	in, err := a.installation(ctx, t.InstallationID)
-	c := in.client
 	if err != nil {
 		return JITConfig{}, err
 	}
+	c := in.client
 	req := &github.GenerateJITConfigRequest{Name: name, RunnerGroupID: groupID, Labels: labels}
 	var cfg *github.JITRunnerConfig
 	if t.Repo == "" {
@@ -68,10 +68,10 @@ func (a *App) GenerateJITConfig(ctx context.Context, t Target, name string, labe
 // RunnerByName looks a runner up by its exact name at t.
 func (a *App) RunnerByName(ctx context.Context, t Target, name string) (Runner, bool, error) {
 	in, err := a.installation(ctx, t.InstallationID)
-	c := in.client
 	if err != nil {
 		return Runner{}, false, err
 	}
+	c := in.client
 	opts := &github.ListRunnersOptions{Name: github.Ptr(name), ListOptions: github.ListOptions{PerPage: 100}}
 	var rs *github.Runners
 	if t.Repo == "" {
@@ -93,10 +93,10 @@ func (a *App) RunnerByName(ctx context.Context, t Target, name string) (Runner, 
 // DeleteRunner removes runner id at t; a runner already gone is not an error.
 func (a *App) DeleteRunner(ctx context.Context, t Target, id int64) error {
 	in, err := a.installation(ctx, t.InstallationID)
-	c := in.client
 	if err != nil {
 		return err
 	}
+	c := in.client
 	if t.Repo == "" {
 		_, err = c.Actions.RemoveOrganizationRunner(ctx, t.Owner, id)
 	} else {
