@@ -52,9 +52,10 @@ template:
 	@[ -d .venv/bin ] && export PATH="$$PWD/.venv/bin:$$PATH"; \
 	cfn-lint template.yaml $$(ls sam/*.yaml 2>/dev/null || true)
 
-## lint: go vet, staticcheck and gofmt
+## lint: go vet, staticcheck, gofmt and shellcheck of the project's scripts
 lint:
 	$(GO) vet ./...
+	shellcheck scripts/*.sh .ci/run
 	$(GO) run $(STATICCHECK) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './testdata/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -96,8 +96,9 @@ func (p Preset) Validate() error {
 		return fmt.Errorf("preset %s: launchTemplateId is required", p.Name)
 	case p.TimeoutMinutes < 1 || p.TimeoutMinutes > 7*24*60:
 		return fmt.Errorf("preset %s: timeoutMinutes %d out of 1..10080", p.Name, p.TimeoutMinutes)
-	case p.DiskSizeGB < 8 || p.DiskSizeGB > 16384:
-		return fmt.Errorf("preset %s: diskSizeGb %d out of 8..16384", p.Name, p.DiskSizeGB)
+	case p.DiskSizeGB < 40 || p.DiskSizeGB > 16384:
+		// 40 GiB is the runner image's own root volume; a fleet override cannot shrink it.
+		return fmt.Errorf("preset %s: diskSizeGb %d out of 40..16384", p.Name, p.DiskSizeGB)
 	case p.MaxRunners < 0:
 		return fmt.Errorf("preset %s: maxRunners %d is negative", p.Name, p.MaxRunners)
 	}

@@ -54,6 +54,7 @@ type Job struct {
 	InstanceID     string               `dynamodbav:"instanceId,omitempty"`
 	RunnerName     string               `dynamodbav:"runnerName,omitempty"`
 	Attempt        int                  `dynamodbav:"attempt"`              // launch attempt: a relaunch after a stolen runner is attempt+1
+	LaunchTry      int                  `dynamodbav:"launchTry"`            // CreateFleet tries of this attempt that surely launched nothing
 	LeaseUntil     int64                `dynamodbav:"leaseUntil,omitempty"` // unix ms; numbers compare right, RFC 3339 strings may not
 	Reason         string               `dynamodbav:"reason,omitempty"`
 	Timeline       map[string]time.Time `dynamodbav:"timeline"`
@@ -130,7 +131,9 @@ type Change struct {
 	Reason        string
 	Preset        string
 	NextAttempt   bool          // attempt + 1
+	NextLaunchTry bool          // launchTry + 1: the last CreateFleet surely launched nothing
 	Lease         time.Duration // provisioning lease from now; a crashed worker's job is resumable after it
+	ExpireLease   bool          // end the lease now: the next attempt may claim at once
 }
 
 // Transition moves job (host, id) from one of from to `to`, writing c, and returns the new job.
@@ -168,7 +171,12 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 	if c.NextAttempt {
 		u.add(num(1), "attempt")
 	}
+	if c.NextLaunchTry {
+		u.add(num(1), "launchTry")
+	}
 	switch {
+	case c.ExpireLease:
+		u.set(num(0), "leaseUntil")
 	case c.Lease > 0:
 		u.set(num(now.Add(c.Lease).UnixMilli()), "leaseUntil")
 	case to != Provisioning:

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/queue"
+)
+
+// Visibility is the SQS call the backoff uses.
+type Visibility interface {
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+}
+
+// Backoff bounds the jittered exponential retry delay of transient failures.
+type Backoff struct {
+	Base time.Duration // first delay; default 2 s
+	Max  time.Duration // cap; default 5 min
+}
+
+// delay is the visibility timeout before the receiveCount-th retry: Base·2^(n-1), capped,
+// with full jitter over its upper half so a burst of throttled jobs does not retry in lockstep.
+func (b Backoff) delay(receiveCount int) time.Duration {
+	d := b.Base
+	for i := 1; i < receiveCount && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Handle processes one SQS batch. A failed message fails itself and every later message of its
+// group in the batch (FIFO order within a job must hold); other groups go on. Malformed messages
+// are recorded and acknowledged.
+func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	var resp events.SQSEventResponse
+	failed := map[string]bool{}
+	for _, rec := range ev.Records {
+		group := rec.Attributes["MessageGroupId"]
+		if failed[group] {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+			continue
+		}
+		if err := h.record(ctx, rec); err != nil {
+			failed[group] = true
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+		}
+	}
+	return resp, nil
+}
+
+// record processes one message and logs its outcome once.
+func (h *Handler) record(ctx context.Context, rec events.SQSMessage) error {
+	receives, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
+	m, err := queue.Decode([]byte(rec.Body))
+	if err != nil {
+		h.recordMalformed(ctx, rec, err)
+		return nil
+	}
+	ctx = logging.WithDelivery(logging.WithJob(ctx, m.Host, m.JobID), m.DeliveryID)
+	log := logging.From(ctx)
+
+	outcome, err := h.process(ctx, m, receives)
+	if err == nil {
+		log.Info().Str("action", m.Action).Str("outcome", outcome).Int("receives", receives).Msg("job event")
+		return nil
+	}
+	c := classify(err)
+	ev := log.Warn()
+	if c == operator {
+		ev = log.Error()
+	}
+	ev = ev.Err(err).Str("action", m.Action).Int("receives", receives)
+	if c == transient {
+		d := h.backoff.delay(receives)
+		ev = ev.Str("class", "transient").Dur("retryIn", d)
+		if verr := h.retryIn(ctx, rec.ReceiptHandle, d); verr != nil {
+			ev = ev.AnErr("visibilityError", verr)
+		}
+	} else {
+		ev = ev.Str("class", "operator")
+	}
+	ev.Msg("job event failed")
+	return err
+}
+
+func (h *Handler) retryIn(ctx context.Context, receipt string, d time.Duration) error {
+	_, err := h.visibility.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(h.queueURL),
+		ReceiptHandle:     aws.String(receipt),
+		VisibilityTimeout: int32(d / time.Second),
+	})
+	return err
+}
+
+// recordMalformed keeps what can be kept of a message that cannot be processed: a rejected job
+// when the body names one, a log line always. Retrying would never help.
+func (h *Handler) recordMalformed(ctx context.Context, rec events.SQSMessage, cause error) {
+	log := logging.From(ctx)
+	var partial struct {
+		Host  string `json:"host"`
+		JobID int64  `json:"jobId"`
+	}
+	if json.Unmarshal([]byte(rec.Body), &partial) == nil && partial.Host != "" && partial.JobID > 0 {
+		if _, err := h.rejectNew(ctx, partial.Host, partial.JobID, "malformed message: "+cause.Error()); err != nil {
+			log.Error().Err(err).Msg("record malformed message")
+		}
+	}
+	log.Error().Err(cause).Str("messageId", rec.MessageId).Msg("malformed message acknowledged")
+}

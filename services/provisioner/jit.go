@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+// JITPrefix is where JIT configs wait for their instance: /spotrunner/jit/<instance id>.
+// The instance role may read and delete only the parameter whose spotrunner:instance-arn tag is
+// its own ARN (docs/instance.md); the bootstrap deletes it right after reading, so it is read once.
+const JITPrefix = "/spotrunner/jit/"
+
+// SSM is the part of the SSM client JIT delivery uses.
+type SSM interface {
+	PutParameter(ctx context.Context, in *ssm.PutParameterInput, optFns ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	DeleteParameter(ctx context.Context, in *ssm.DeleteParameterInput, optFns ...func(*ssm.Options)) (*ssm.DeleteParameterOutput, error)
+}
+
+// JITStore delivers JIT configs to instances through SSM Parameter Store.
+type JITStore struct {
+	api SSM
+	// KMSKeyID is optional; default: the account's aws/ssm key.
+	KMSKeyID string
+}
+
+// Put stores config for instanceID as a SecureString tagged with the instance's ARN. Never
+// overwrites: an existing parameter is an earlier attempt's delivery and stays.
+func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config string) error {
+	in := &ssm.PutParameterInput{
+		Name:      aws.String(JITPrefix + instanceID),
+		Value:     aws.String(config),
+		Type:      types.ParameterTypeSecureString,
+		Overwrite: aws.Bool(false),
+		Tags: []types.Tag{
+			{Key: aws.String("spotrunner:managed"), Value: aws.String("true")},
+			{Key: aws.String("spotrunner:instance-arn"), Value: aws.String(instanceARN)},
+		},
+	}
+	if s.KMSKeyID != "" {
+		in.KeyId = aws.String(s.KMSKeyID)
+	}
+	_, err := s.api.PutParameter(ctx, in)
+	var exists *types.ParameterAlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		// The SDK error does not echo the value; the instance id is enough to find it.
+		return fmt.Errorf("deliver jit config for %s: %w", instanceID, err)
+	}
+	return nil
+}
+
+// Exists reports whether instanceID's config is waiting (not yet read by the instance).
+func (s JITStore) Exists(ctx context.Context, instanceID string) (bool, error) {
+	_, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(JITPrefix + instanceID)})
+	var nf *types.ParameterNotFound
+	switch {
+	case errors.As(err, &nf):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up jit config of %s: %w", instanceID, err)
+	}
+	return true, nil
+}
+
+// Delete removes instanceID's config if it is still there.
+func (s JITStore) Delete(ctx context.Context, instanceID string) error {
+	_, err := s.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(JITPrefix + instanceID)})
+	var nf *types.ParameterNotFound
+	if err != nil && !errors.As(err, &nf) {
+		return fmt.Errorf("delete jit config of %s: %w", instanceID, err)
+	}
+	return nil
+}

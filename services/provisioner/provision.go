@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spotrunner/spotrunner/libs/fleet"
+	"github.com/spotrunner/spotrunner/libs/githubapp"
+	"github.com/spotrunner/spotrunner/libs/labels"
+	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/presets"
+	"github.com/spotrunner/spotrunner/libs/queue"
+	"github.com/spotrunner/spotrunner/libs/state"
+)
+
+// Presets gives a preset by name (presets.Store).
+type Presets interface {
+	Get(ctx context.Context, name string) (presets.Preset, error)
+}
+
+// Launcher starts, finds and terminates our instances (fleet.Client).
+type Launcher interface {
+	Launch(ctx context.Context, r fleet.Request) (fleet.Instance, error)
+	Find(ctx context.Context, tags map[string]string) ([]fleet.Instance, error)
+	Terminate(ctx context.Context, ids ...string) error
+}
+
+// Registrar registers and removes JIT runners (githubapp.App).
+type Registrar interface {
+	Check(ctx context.Context, installationID int64) error
+	GenerateJITConfig(ctx context.Context, t githubapp.Target, name string, labels []string, groupID int64) (githubapp.JITConfig, error)
+	RunnerByName(ctx context.Context, t githubapp.Target, name string) (githubapp.Runner, bool, error)
+	DeleteRunner(ctx context.Context, t githubapp.Target, id int64) error
+}
+
+// Publisher puts a relaunch on the job queue (queue.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, m queue.Message) error
+}
+
+// Tags put on every instance (and its volumes) we launch; the reaper and Terminate touch nothing
+// without spotrunner:managed=true.
+const (
+	tagJob     = "spotrunner:job"
+	tagAttempt = "spotrunner:attempt"
+)
+
+// process handles one decoded message and says what it did.
+func (h *Handler) process(ctx context.Context, m queue.Message, receives int) (string, error) {
+	switch m.Action {
+	case queue.ActionQueued:
+		return h.provision(ctx, m, receives)
+	case queue.ActionInProgress:
+		return h.started(ctx, m)
+	default:
+		return h.finished(ctx, m)
+	}
+}
+
+// provision takes a queued job to launched: claim, preset, AMI, cap, launch, register, record.
+func (h *Handler) provision(ctx context.Context, m queue.Message, receives int) (string, error) {
+	spec, _, lerr := labels.Find(m.Labels)
+	if lerr != nil {
+		var le *labels.Error
+		reason := lerr.Error()
+		if errors.As(lerr, &le) {
+			reason = le.Reason
+		}
+		return h.rejectNew(ctx, m.Host, m.JobID, reason, jobFrom(m))
+	}
+	job, _, err := h.jobs.CreateJob(ctx, jobFrom(m), state.Queued)
+	if err != nil {
+		return "", err
+	}
+	if !job.State.Pending() {
+		return "duplicate: job is " + string(job.State), nil
+	}
+	resuming := job.State == state.Provisioning || receives > 1
+	job, err = h.jobs.Claim(ctx, m.Host, m.JobID, h.cfg.Lease)
+	if errors.Is(err, state.ErrConflict) {
+		if job.State == state.Provisioning {
+			return "", fmt.Errorf("job %d: %w", m.JobID, errBusy)
+		}
+		return "duplicate: job is " + string(job.State), nil
+	}
+	if err != nil {
+		return "", err
+	}
+
+	p, err := h.presets.Get(ctx, spec.Preset)
+	if errors.Is(err, presets.ErrUnknown) {
+		return h.reject(ctx, job, fmt.Sprintf("unknown preset %q", spec.Preset))
+	}
+	if err != nil {
+		return "", h.yield(ctx, job, err)
+	}
+	if err := p.Serves(spec, m.Labels); err != nil {
+		return h.reject(ctx, job, err.Error())
+	}
+	ami, err := h.usableAMI(ctx, job, p)
+	if errors.Is(err, errGaveUp) {
+		return "failed: no AMI", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	target := targetOf(job)
+	// Before spending an instance: can the App act for this owner at all?
+	if err := h.github.Check(ctx, job.InstallationID); err != nil {
+		return "", h.yield(ctx, job, err)
+	}
+
+	inst, err := h.instanceFor(ctx, job, p, spec, ami, resuming)
+	if err != nil {
+		return "", h.yield(ctx, job, err)
+	}
+	ctx = logging.WithInstance(ctx, inst.ID)
+	if err := h.register(ctx, job, target, inst.ID, resuming); err != nil {
+		if permanentRegistration(err) {
+			h.discard(ctx, job, inst.ID, target)
+			return h.fail(ctx, job, "runner registration refused by GitHub: "+err.Error())
+		}
+		return "", h.yield(ctx, job, err)
+	}
+	_, err = h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Launched,
+		state.Change{RunnerName: runnerName(inst.ID)})
+	if errors.Is(err, state.ErrConflict) {
+		// The job started or ended while we launched (another runner took it): this runner is
+		// spare; the count decides whether another job gets it or it goes.
+		return "launched spare runner", h.reconcile(ctx, job.Host, job.LabelSet)
+	}
+	if err != nil {
+		return "", err
+	}
+	return "launched " + inst.ID, nil
+}
+
+// usableAMI returns the AMI to launch from, or makes the job wait (transient) while the preset
+// has none, up to NoAMIWait after the job was queued; then the job fails with the reason.
+func (h *Handler) usableAMI(ctx context.Context, job state.Job, p presets.Preset) (string, error) {
+	img, err := h.jobs.PresetImage(ctx, p.Name)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return "", h.yield(ctx, job, err)
+	}
+	if ami := img.UsableAMI(); ami != "" {
+		return ami, nil
+	}
+	waited := h.now().Sub(job.ReceivedAt)
+	if waited > h.cfg.NoAMIWait {
+		_, err := h.fail(ctx, job, fmt.Sprintf("preset %s has no AMI after waiting %s (image build %s)", p.Name, h.cfg.NoAMIWait, statusOr(img.Status, "not started")))
+		if err != nil {
+			return "", err
+		}
+		return "", errGaveUp
+	}
+	return "", h.yield(ctx, job, fmt.Errorf("preset %s (image %s), waited %s: %w", p.Name, statusOr(img.Status, "not built"), waited.Round(time.Second), errNoAMI))
+}
+
+// errGaveUp ends a message whose job was just marked failed; it is acknowledged.
+var errGaveUp = errors.New("gave up")
+
+func statusOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// instanceFor returns the job's instance: the one recorded or tagged for this attempt when
+// resuming (a crash or timeout after CreateFleet must not launch a second), else a new launch
+// within the caps. The instance is recorded on the job and as an idle runner at once.
+func (h *Handler) instanceFor(ctx context.Context, job state.Job, p presets.Preset, spec labels.Spec, ami string, resuming bool) (fleet.Instance, error) {
+	if job.InstanceID != "" {
+		return fleet.Instance{ID: job.InstanceID}, nil
+	}
+	tags := h.tags(job, p)
+	if resuming {
+		found, err := h.fleet.Find(ctx, map[string]string{tagJob: tags[tagJob], tagAttempt: tags[tagAttempt]})
+		if err != nil {
+			return fleet.Instance{}, err
+		}
+		if len(found) > 0 {
+			return h.recordInstance(ctx, job, p, found[0], false)
+		}
+	}
+	if err := h.jobs.AcquireSlot(ctx, p.Name, h.cfg.MaxRunners, p.MaxRunners); err != nil {
+		return fleet.Instance{}, err
+	}
+	req := fleet.Request{
+		ClientToken:      clientToken(job),
+		LaunchTemplateID: p.LaunchTemplateID,
+		ImageID:          ami,
+		InstanceTypes:    p.InstanceTypes,
+		SubnetIDs:        h.cfg.SubnetIDs,
+		Strategy:         fleet.Strategy(p.Strategy),
+		DiskSizeGB:       p.DiskSizeGB,
+		Tags:             tags,
+	}
+	if spec.CPU > 0 || spec.RAMGiB > 0 {
+		req.Requirements = &fleet.Requirements{MinVCPU: spec.CPU, MinMemoryGiB: spec.RAMGiB, Architecture: p.Architecture}
+	}
+	inst, err := h.fleet.Launch(ctx, req)
+	if err != nil {
+		errs := []error{err, h.jobs.GiveBackSlot(ctx, p.Name, h.cfg.MaxRunners, p.MaxRunners)}
+		if launchedNothing(err) {
+			// AWS answers a reused ClientToken with the first answer, failure included: the next
+			// try needs a new token. Only when nothing can have launched; after a timeout the same
+			// token must come back, to get the instance that may exist.
+			_, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{NextLaunchTry: true})
+			errs = append(errs, terr)
+		}
+		return fleet.Instance{}, errors.Join(errs...)
+	}
+	return h.recordInstance(ctx, job, p, inst, true)
+}
+
+func (h *Handler) recordInstance(ctx context.Context, job state.Job, p presets.Preset, inst fleet.Instance, holdsSlot bool) (fleet.Instance, error) {
+	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
+		state.Change{InstanceID: inst.ID, Preset: p.Name, Lease: h.cfg.Lease}); err != nil {
+		return inst, fmt.Errorf("record instance %s on job %d: %w", inst.ID, job.ID, err)
+	}
+	now := h.now().UTC()
+	t := targetOf(job)
+	err := h.jobs.PutRunner(ctx, state.Runner{
+		InstanceID: inst.ID, Host: job.Host, JobID: job.ID, Owner: t.Owner, Repo: t.Repo,
+		InstallationID: job.InstallationID, Preset: p.Name, Labels: job.Labels, LabelSet: job.LabelSet,
+		RunnerName: runnerName(inst.ID), CapacityType: inst.CapacityType, InstanceType: inst.InstanceType,
+		LaunchedAt: now, Deadline: now.Add(time.Duration(p.TimeoutMinutes) * time.Minute), HoldsSlot: holdsSlot,
+	})
+	return inst, err
+}
+
+// register creates the JIT runner for instanceID and delivers its config, once. Resuming after
+// a crash, it works out how far the earlier attempt got: runner id recorded → done; config still
+// waiting in SSM → done, record the id; a runner of that name online or busy → its instance got
+// the config, record the id. A runner of that name that is offline with no config waiting was
+// registered but never delivered: a JIT config cannot be fetched again, so it is deleted and
+// registered anew (the 409 after a retry that is not an error).
+func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Target, instanceID string, resuming bool) error {
+	name := runnerName(instanceID)
+	if resuming {
+		if r, err := h.jobs.Runner(ctx, instanceID); err == nil && r.RunnerID != 0 {
+			return nil
+		}
+		delivered, err := h.jit.Exists(ctx, instanceID)
+		if err != nil {
+			return err
+		}
+		if delivered {
+			return h.adopt(ctx, t, instanceID)
+		}
+	}
+	cfg, err := h.github.GenerateJITConfig(ctx, t, name, job.LabelSet, h.cfg.RunnerGroupID)
+	if errors.Is(err, githubapp.ErrConflict) {
+		old, found, ferr := h.github.RunnerByName(ctx, t, name)
+		if ferr != nil {
+			return ferr
+		}
+		if found && (old.Busy || old.Status == "online") {
+			return h.recordRunnerID(ctx, instanceID, old.ID)
+		}
+		if found {
+			if err := h.github.DeleteRunner(ctx, t, old.ID); err != nil {
+				return err
+			}
+		}
+		cfg, err = h.github.GenerateJITConfig(ctx, t, name, job.LabelSet, h.cfg.RunnerGroupID)
+	}
+	if err != nil {
+		return err
+	}
+	logging.Redact(cfg.Encoded)
+	if err := h.jit.Put(ctx, instanceID, h.instanceARN(instanceID), cfg.Encoded); err != nil {
+		return err
+	}
+	return h.recordRunnerID(ctx, instanceID, cfg.RunnerID)
+}
+
+// adopt records the id of the runner already registered under instanceID's name.
+func (h *Handler) adopt(ctx context.Context, t githubapp.Target, instanceID string) error {
+	r, found, err := h.github.RunnerByName(ctx, t, runnerName(instanceID))
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("runner %s: config delivered but registration missing: %w", runnerName(instanceID), githubapp.ErrUnavailable)
+	}
+	return h.recordRunnerID(ctx, instanceID, r.ID)
+}
+
+func (h *Handler) recordRunnerID(ctx context.Context, instanceID string, id int64) error {
+	_, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{RunnerID: id})
+	if err != nil && !errors.Is(err, state.ErrConflict) {
+		return err
+	}
+	return nil
+}
+
+// discard terminates an instance that will never be a runner and forgets it.
+func (h *Handler) discard(ctx context.Context, job state.Job, instanceID string, t githubapp.Target) {
+	log := logging.From(ctx)
+	if err := h.fleet.Terminate(ctx, instanceID); err != nil {
+		log.Error().Err(err).Msg("terminate discarded instance (the reaper will retry)")
+	}
+	if err := h.jit.Delete(ctx, instanceID); err != nil {
+		log.Error().Err(err).Msg("delete jit config of discarded instance")
+	}
+	if _, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) {
+		log.Error().Err(err).Msg("mark discarded runner done")
+	}
+	if err := h.jobs.ReleaseSlot(ctx, instanceID, h.cfg.MaxRunners, h.presetCap(ctx, job.Preset)); err != nil {
+		log.Error().Err(err).Msg("release slot of discarded runner")
+	}
+}
+
+// yield lets the next attempt claim the job at once (its lease is cut short) and returns cause.
+func (h *Handler) yield(ctx context.Context, job state.Job, cause error) error {
+	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{ExpireLease: true}); err != nil && !errors.Is(err, state.ErrConflict) {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// reject records a user error on a claimed job; the message is acknowledged.
+func (h *Handler) reject(ctx context.Context, job state.Job, reason string) (string, error) {
+	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Queued, state.Provisioning}, state.Rejected, state.Change{Reason: reason}); err != nil && !errors.Is(err, state.ErrConflict) {
+		return "", err
+	}
+	return "rejected: " + reason, nil
+}
+
+// rejectNew records a job that is rejected on arrival (bad labels, malformed message).
+func (h *Handler) rejectNew(ctx context.Context, host string, id int64, reason string, base ...state.Job) (string, error) {
+	j := state.Job{Host: host, ID: id}
+	if len(base) > 0 {
+		j = base[0]
+	}
+	j.Reason = reason
+	if _, _, err := h.jobs.CreateJob(ctx, j, state.Rejected); err != nil {
+		return "", err
+	}
+	return "rejected: " + reason, nil
+}
+
+// fail gives up on a job with the reason on record; the message is acknowledged.
+func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (string, error) {
+	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Queued, state.Provisioning, state.Launched}, state.Failed, state.Change{Reason: reason}); err != nil && !errors.Is(err, state.ErrConflict) {
+		return "", err
+	}
+	if err := h.jobs.CountActivity(ctx, h.now(), state.ActivityFailed); err != nil {
+		logging.From(ctx).Warn().Err(err).Msg("count failed job")
+	}
+	return "failed: " + reason, nil
+}
+
+func (h *Handler) presetCap(ctx context.Context, name string) int {
+	if p, err := h.presets.Get(ctx, name); err == nil {
+		return p.MaxRunners
+	}
+	return 0
+}
+
+// tags are the instance's tags: our marker, what it is for, and what its bootstrap reads.
+func (h *Handler) tags(job state.Job, p presets.Preset) map[string]string {
+	return map[string]string{
+		fleet.ManagedTag:             "true",
+		"spotrunner:preset":          p.Name,
+		"spotrunner:host":            job.Host,
+		tagJob:                       job.Host + "/" + strconv.FormatInt(job.ID, 10),
+		tagAttempt:                   strconv.Itoa(job.Attempt),
+		"spotrunner:timeout-minutes": strconv.Itoa(p.TimeoutMinutes),
+		"spotrunner:idle-minutes":    strconv.Itoa(p.IdleMinutes),
+		"Name":                       "spotrunner-" + p.Name,
+	}
+}
+
+func (h *Handler) instanceARN(instanceID string) string {
+	return fmt.Sprintf("arn:%s:ec2:%s:%s:instance/%s", h.cfg.Partition, h.cfg.Region, h.cfg.AccountID, instanceID)
+}
+
+// launchedNothing reports a Launch failure after which no instance can exist.
+func launchedNothing(err error) bool {
+	return errors.Is(err, fleet.ErrCapacity) || errors.Is(err, fleet.ErrThrottled) || errors.Is(err, fleet.ErrLaunchConfig)
+}
+
+// clientToken makes CreateFleet idempotent per job, launch attempt and try (at most 64
+// characters): a crash after CreateFleet retries with the same token and gets the same instance.
+func clientToken(job state.Job) string {
+	sum := sha256.Sum256([]byte(job.Host + "/" + strconv.FormatInt(job.ID, 10) + "/" + strconv.Itoa(job.Attempt) + "/" + strconv.Itoa(job.LaunchTry)))
+	return "spotrunner-" + hex.EncodeToString(sum[:20])
+}
+
+// runnerName is the runner's name on GitHub, derived from its instance.
+func runnerName(instanceID string) string { return "spotrunner-" + instanceID }
+
+// instanceOf is the inverse of runnerName; ok is false for runners that are not ours.
+func instanceOf(name string) (string, bool) {
+	const prefix = "spotrunner-i-"
+	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
+		return "", false
+	}
+	return name[len("spotrunner-"):], true
+}
+
+// targetOf is where the job's runner registers: the org, or the repo of a user-owned one.
+func targetOf(j state.Job) githubapp.Target {
+	t := githubapp.Target{InstallationID: j.InstallationID, Owner: j.Owner}
+	if j.OwnerType == "User" {
+		t.Repo = j.Repo
+	}
+	return t
+}
+
+// jobFrom is the job a message describes.
+func jobFrom(m queue.Message) state.Job {
+	return state.Job{
+		Host: m.Host, ID: m.JobID, Owner: m.Owner, OwnerType: m.OwnerType, Repo: m.Repo,
+		InstallationID: m.InstallationID, RunID: m.RunID, RunAttempt: m.RunAttempt, Name: m.JobName,
+		Labels: m.Labels, LabelSet: labels.Set(m.Labels), ReceivedAt: m.ReceivedAt, Attempt: m.Attempt,
+	}
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spotrunner/spotrunner/libs/state"
+)
+
+// Settings are the provisioner's knobs, from its Config.
+type Settings struct {
+	SubnetIDs     []string
+	MaxRunners    int // total cap; 0 = none
+	RunnerGroupID int64
+	NoAMIWait     time.Duration
+	Lease         time.Duration
+	Partition     string
+	Region        string
+	AccountID     string
+}
+
+// Handler is the provisioner: the SQS batch handler and the job state machine behind it.
+type Handler struct {
+	jobs       *state.Store
+	presets    Presets
+	fleet      Launcher
+	github     Registrar
+	jit        JITStore
+	requeue    Publisher
+	visibility Visibility
+	queueURL   string
+	backoff    Backoff
+	now        func() time.Time
+	cfg        Settings
+}
