@@ -2,6 +2,7 @@ package world
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -28,10 +29,16 @@ func AWS(tb testing.TB) aws.Config {
 
 var seq atomic.Int64
 
-// Name returns a name unique in this moto for this test run, e.g. for tables and queues.
+// Name returns a name unique in this moto for this test run, e.g. for tables and queues: letters,
+// digits, hyphens and underscores only (what SQS, DynamoDB and host names all accept).
 func Name(tb testing.TB, prefix string) string {
-	r := strings.NewReplacer("/", "-", "#", "-", " ", "-")
-	n := fmt.Sprintf("%s-%s-%d-%d", prefix, r.Replace(tb.Name()), time.Now().UnixNano()%1e9, seq.Add(1))
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, tb.Name())
+	n := fmt.Sprintf("%s-%s-%d-%d", prefix, safe, time.Now().UnixNano()%1e9, seq.Add(1))
 	if len(n) > 70 {
 		n = n[len(n)-70:]
 	}
@@ -64,7 +71,10 @@ func StateTable(tb testing.TB, cfg aws.Config) string {
 			Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeAll},
 		}},
 	})
-	if err != nil {
+	// moto's server drops idle keep-alive connections now and then; the SDK retries, and the retry
+	// of a CreateTable that went through finds the (uniquely named) table there.
+	var inUse *dbtypes.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
 		tb.Fatalf("create state table: %v", err)
 	}
 	return name

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -210,6 +211,10 @@ func Parse(doc []byte) (Preset, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return Preset{}, fmt.Errorf("decode preset: %w", err)
+	}
+	// Decode reads one value; anything after it (a second document pasted in) must not pass.
+	if _, err := dec.Token(); err != io.EOF {
+		return Preset{}, errors.New("decode preset: data after the document")
 	}
 	p.Name = strings.ToLower(p.Name)
 	p.applyDefaults()

@@ -17,8 +17,8 @@ type class int
 const (
 	// transient: report the batch item failed and back off with ChangeMessageVisibility.
 	transient class = iota
-	// operator: fail the item without backoff games; after maxReceiveCount it lands in the DLQ,
-	// where `spotrunner dlq redrive` puts it back once the operator fixed the cause.
+	// operator: fail the item and retry at a fixed pause; after maxReceiveCount it lands in the
+	// DLQ, where `spotrunner dlq redrive` puts it back once the operator fixed the cause.
 	operator
 )
 

@@ -20,10 +20,12 @@ type Visibility interface {
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 }
 
-// Backoff bounds the jittered exponential retry delay of transient failures.
+// Backoff bounds the retry delays: jittered exponential for transient failures, a fixed pause
+// for operator-fixable ones (so they reach the DLQ after maxReceiveCount in minutes, not hours).
 type Backoff struct {
-	Base time.Duration // first delay; default 2 s
-	Max  time.Duration // cap; default 5 min
+	Base     time.Duration // first transient delay; default 2 s
+	Max      time.Duration // transient cap; default 5 min
+	Operator time.Duration // delay between tries of an operator-fixable failure; default 30 s
 }
 
 // delay is the visibility timeout before the receiveCount-th retry: Base·2^(n-1), capped,
@@ -79,14 +81,13 @@ func (h *Handler) record(ctx context.Context, rec events.SQSMessage) error {
 		ev = log.Error()
 	}
 	ev = ev.Err(err).Str("action", m.Action).Int("receives", receives)
+	d, name := h.backoff.Operator, "operator"
 	if c == transient {
-		d := h.backoff.delay(receives)
-		ev = ev.Str("class", "transient").Dur("retryIn", d)
-		if verr := h.retryIn(ctx, rec.ReceiptHandle, d); verr != nil {
-			ev = ev.AnErr("visibilityError", verr)
-		}
-	} else {
-		ev = ev.Str("class", "operator")
+		d, name = h.backoff.delay(receives), "transient"
+	}
+	ev = ev.Str("class", name).Dur("retryIn", d)
+	if verr := h.retryIn(ctx, rec.ReceiptHandle, d); verr != nil {
+		ev = ev.AnErr("visibilityError", verr)
 	}
 	ev.Msg("job event failed")
 	return err

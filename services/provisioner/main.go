@@ -68,9 +68,11 @@ type Config struct {
 	NoAMIWait time.Duration `env:"NO_AMI_WAIT, default=30m"`
 	// Lease is optional, default 2m: how long a claim holds a job (longer than the function timeout).
 	Lease time.Duration `env:"CLAIM_LEASE, default=2m"`
-	// BackoffBase and BackoffMax bound the retry delay; optional, default 2s and 5m.
+	// BackoffBase and BackoffMax bound the transient retry delay; optional, default 2s and 5m.
 	BackoffBase time.Duration `env:"BACKOFF_BASE, default=2s"`
 	BackoffMax  time.Duration `env:"BACKOFF_MAX, default=5m"`
+	// OperatorRetry is the pause between tries of an operator-fixable failure; optional, default 30s.
+	OperatorRetry time.Duration `env:"OPERATOR_RETRY, default=30s"`
 	// PresetCacheTTL is optional, default 1m.
 	PresetCacheTTL time.Duration `env:"PRESET_CACHE_TTL, default=1m"`
 	// AccountID and Partition are required for instance ARNs (the JIT parameter's tag).
@@ -133,7 +135,7 @@ func run(ctx context.Context) error {
 		requeue:    queue.NewPublisher(sqsClient, cfg.QueueURL),
 		visibility: sqsClient,
 		queueURL:   cfg.QueueURL,
-		backoff:    Backoff{Base: cfg.BackoffBase, Max: cfg.BackoffMax},
+		backoff:    Backoff{Base: cfg.BackoffBase, Max: cfg.BackoffMax, Operator: cfg.OperatorRetry},
 		now:        time.Now,
 		cfg: Settings{
 			SubnetIDs: trimAll(cfg.SubnetIDs), MaxRunners: cfg.MaxRunners, RunnerGroupID: cfg.RunnerGroupID,

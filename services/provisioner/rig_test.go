@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,11 +15,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/spotrunner/spotrunner/internal/ec2world"
 	"github.com/spotrunner/spotrunner/internal/ghessim"
@@ -58,27 +59,26 @@ func (s staticPresets) Get(_ context.Context, name string) (presets.Preset, erro
 	return p, nil
 }
 
-const queryProtocol = "query-protocol"
-
-// countingHTTP counts AWS API calls by operation (X-Amz-Target, e.g. DynamoDB_20120810.PutItem).
-type countingHTTP struct {
-	inner aws.HTTPClient
+// callCounter counts AWS API operations as the code calls them ("DynamoDB.PutItem"), once per
+// call whatever the SDK's own retries do underneath.
+type callCounter struct {
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func (c *countingHTTP) Do(r *http.Request) (*http.Response, error) {
-	op := r.Header.Get("X-Amz-Target")
-	if op == "" {
-		op = queryProtocol // EC2: counted by name through ec2world.Calls
-	}
-	c.mu.Lock()
-	c.calls[op]++
-	c.mu.Unlock()
-	return c.inner.Do(r)
+func (c *callCounter) install(cfg *aws.Config) {
+	cfg.APIOptions = append(cfg.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("countCalls",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				c.mu.Lock()
+				c.calls[awsmiddleware.GetServiceID(ctx)+"."+awsmiddleware.GetOperationName(ctx)]++
+				c.mu.Unlock()
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	})
 }
 
-func (c *countingHTTP) snapshot() map[string]int {
+func (c *callCounter) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]int{}
@@ -104,16 +104,17 @@ type rig struct {
 	ssm     *ssm.Client
 	sqs     *sqs.Client
 	queue   string
-	aws     *countingHTTP
+	aws     *callCounter
 	now     time.Time
 	presets staticPresets
+	pause   time.Duration // between drain rounds, for faults that name a retry time
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	cfg := world.AWS(t)
-	counter := &countingHTTP{inner: cfg.HTTPClient, calls: map[string]int{}}
-	cfg.HTTPClient = counter
+	counter := &callCounter{calls: map[string]int{}}
+	counter.install(&cfg)
 	r := &rig{t: t, host: strings.ToLower(world.Name(t, "ghes")) + ".example", aws: counter, now: time.Now().UTC()}
 	r.ec2raw = ec2.NewFromConfig(cfg)
 	r.ec2 = ec2world.New(r.ec2raw)
@@ -236,7 +237,10 @@ func (r *rig) pump() int {
 func (r *rig) drain(rounds int) []int {
 	r.t.Helper()
 	var fails []int
-	for range rounds {
+	for i := range rounds {
+		if i > 0 {
+			time.Sleep(r.pause)
+		}
 		n := r.pump()
 		fails = append(fails, n)
 		if n == 0 && r.empty() {
