@@ -142,15 +142,6 @@ func (a *App) appsTransport(ctx context.Context) (*ghinstallation.AppsTransport,
 // ErrBadPrivateKey means the configured key is not a usable RSA private key (operator-fixable).
 var ErrBadPrivateKey = errors.New("bad github app private key")
 
-// appClient returns a client authenticated as the App itself (JWT), for /app routes.
-func (a *App) appClient(ctx context.Context) (*github.Client, error) {
-	atr, err := a.appsTransport(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return a.client(atr)
-}
-
 // installation returns the client of one installation; its token is cached by ghinstallation
 // until a minute before expiry, and the client itself for the container's life.
 func (a *App) installation(ctx context.Context, id int64) (installation, error) {

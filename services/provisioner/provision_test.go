@@ -232,3 +232,21 @@ func TestBatchSemantics(t *testing.T) {
 }
 
 func simJob(m queue.Message) ghessimJob { return toSimJob(m) } // the simulator must know a job to assign it
+
+// TestRequirementsJob (local world): a cpu=4,ram=16 job launches through attribute-based
+// selection on the preset's architecture (the layer in front of moto picks the type AWS would:
+// the smallest with at least 4 vCPU and 16 GiB) and registers the label exactly as written.
+func TestRequirementsJob(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.send(r.msg(queue.ActionQueued, 1, "self-hosted", "spotrunner/linux-x64/cpu=4,ram=16"))
+	r.drain(2)
+	j := r.job(1)
+	live := r.instances()
+	if j.State != state.Launched || len(live) != 1 || live[0].InstanceType != "m5.xlarge" {
+		t.Fatalf("job %s, instances %+v; want launched on m5.xlarge", j.State, live)
+	}
+	if diff := cmp.Diff([]string{"self-hosted", "spotrunner/linux-x64/cpu=4,ram=16"}, r.sim.Runners()[0].Labels); diff != "" {
+		t.Errorf("runner labels (-want +got):\n%s", diff)
+	}
+}
