@@ -35,8 +35,10 @@ test: deps
 # test-world runs inside the world (SPOTRUNNER_WORLD=1): a test that needs moto fails, never skips.
 test-world: lint unit fuzz template
 
+# Allocation-count tests skip under -race (its instrumentation allocates); they run here without it.
 unit:
 	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -run 'Allocations$$' ./...
 
 ## fuzz: each fuzz target for FUZZTIME (default 10s)
 fuzz:

@@ -51,7 +51,7 @@ type App struct {
 	http    http.RoundTripper
 
 	mu       sync.Mutex
-	apps     *ghinstallation.AppsTransport // nil until the key has been loaded
+	sign     ghinstallation.Signer // nil until the key has been loaded
 	installs map[int64]installation
 }
 
@@ -113,12 +113,12 @@ func Host(serverURL string) string {
 	return strings.ToLower(u.Hostname())
 }
 
-// appsTransport loads the private key on first use and returns the JWT-signing transport.
-func (a *App) appsTransport(ctx context.Context) (*ghinstallation.AppsTransport, error) {
+// signer loads the private key on first use and returns the app JWT signer.
+func (a *App) signer(ctx context.Context) (ghinstallation.Signer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.apps != nil {
-		return a.apps, nil
+	if a.sign != nil {
+		return a.sign, nil
 	}
 	pemKey, err := a.key(ctx)
 	if err != nil {
@@ -129,23 +129,19 @@ func (a *App) appsTransport(ctx context.Context) (*ghinstallation.AppsTransport,
 		// The parse error can quote key material; keep it out of the message.
 		return nil, fmt.Errorf("load github app private key: not an RSA private key in PEM: %w", ErrBadPrivateKey)
 	}
-	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID,
-		ghinstallation.WithSigner(uniqueSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, key)}))
-	if err != nil {
-		return nil, fmt.Errorf("github app transport: %w", err)
-	}
-	atr.BaseURL = strings.TrimSuffix(a.apiBase, "/")
-	a.apps = atr
-	return atr, nil
+	a.sign = uniqueSigner{ghinstallation.NewRSASigner(jwt.SigningMethodRS256, key)}
+	return a.sign, nil
 }
 
 // ErrBadPrivateKey means the configured key is not a usable RSA private key (operator-fixable).
 var ErrBadPrivateKey = errors.New("bad github app private key")
 
 // installation returns the client of one installation; its token is cached by ghinstallation
-// until a minute before expiry, and the client itself for the container's life.
+// until a minute before expiry, and the client itself for the container's life. Each
+// installation gets its own JWT transport: ghinstallation writes to the one it refreshes through,
+// so a shared one races between installations.
 func (a *App) installation(ctx context.Context, id int64) (installation, error) {
-	atr, err := a.appsTransport(ctx)
+	sign, err := a.signer(ctx)
 	if err != nil {
 		return installation{}, err
 	}
@@ -154,6 +150,11 @@ func (a *App) installation(ctx context.Context, id int64) (installation, error) 
 	if in, ok := a.installs[id]; ok {
 		return in, nil
 	}
+	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID, ghinstallation.WithSigner(sign))
+	if err != nil {
+		return installation{}, fmt.Errorf("github app transport: %w", err)
+	}
+	atr.BaseURL = strings.TrimSuffix(a.apiBase, "/")
 	itr := ghinstallation.NewFromAppsTransport(atr, id)
 	itr.BaseURL = atr.BaseURL
 	c, err := a.client(itr)
