@@ -144,18 +144,9 @@ func (p PresetImage) UsableAMI() string {
 
 // PresetImage reads a preset's AMI status; a preset never built is ErrNotFound.
 func (s *Store) PresetImage(ctx context.Context, name string) (PresetImage, error) {
-	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key("PRESET", name)})
-	if err != nil {
-		return PresetImage{}, fmt.Errorf("get preset %s image: %w", name, err)
-	}
-	if out.Item == nil {
-		return PresetImage{}, fmt.Errorf("preset %s image: %w", name, ErrNotFound)
-	}
 	var p PresetImage
-	if err := attributevalue.UnmarshalMap(out.Item, &p); err != nil {
-		return PresetImage{}, fmt.Errorf("decode preset %s image: %w", name, err)
-	}
-	return p, nil
+	err := s.get(ctx, "PRESET", name, "preset "+name+" image", &p)
+	return p, err
 }
 
 // PutPresetImage writes a preset's AMI status.

@@ -1,8 +1,13 @@
 package state
 
 import (
+	"context"
 	"fmt"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -85,4 +90,23 @@ func num(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Val
 
 func key(pk, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": str(pk), "sk": str(sk)}
+}
+
+// get reads item (pk, sk) into out, strongly consistent; what names the item in errors.
+func (s *Store) get(ctx context.Context, pk, sk, what string, out any) error {
+	res, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            key(pk, sk),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return fmt.Errorf("get %s: %w", what, err)
+	}
+	if res.Item == nil {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err := attributevalue.UnmarshalMap(res.Item, out); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
 }

@@ -105,22 +105,9 @@ func (s *Store) CreateJob(ctx context.Context, j Job, st JobState) (Job, bool, e
 
 // Job reads a job (strongly consistent).
 func (s *Store) Job(ctx context.Context, host string, id int64) (Job, error) {
-	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
-		Key:            key(jobKey(host, id), "JOB"),
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return Job{}, fmt.Errorf("get job %d: %w", id, err)
-	}
-	if out.Item == nil {
-		return Job{}, fmt.Errorf("job %s/%d: %w", host, id, ErrNotFound)
-	}
 	var it jobItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return Job{}, fmt.Errorf("decode job %d: %w", id, err)
-	}
-	return it.Job, nil
+	err := s.get(ctx, jobKey(host, id), "JOB", fmt.Sprintf("job %s/%d", host, id), &it)
+	return it.Job, err
 }
 
 // Change is what a transition writes besides the state. Zero fields are left alone.

@@ -75,22 +75,9 @@ func (s *Store) PutRunner(ctx context.Context, r Runner) error {
 
 // Runner reads a runner (strongly consistent).
 func (s *Store) Runner(ctx context.Context, instanceID string) (Runner, error) {
-	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
-		Key:            key(runnerKey(instanceID), "RUNNER"),
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return Runner{}, fmt.Errorf("get runner %s: %w", instanceID, err)
-	}
-	if out.Item == nil {
-		return Runner{}, fmt.Errorf("runner %s: %w", instanceID, ErrNotFound)
-	}
 	var it runnerItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return Runner{}, fmt.Errorf("decode runner %s: %w", instanceID, err)
-	}
-	return it.Runner, nil
+	err := s.get(ctx, runnerKey(instanceID), "RUNNER", "runner "+instanceID, &it)
+	return it.Runner, err
 }
 
 // RunnerChange is what a runner update writes besides the state. Zero fields are left alone.
