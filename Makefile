@@ -38,7 +38,7 @@ test-world: lint unit fuzz template
 # Allocation-count tests skip under -race (its instrumentation allocates); they run here without it.
 unit:
 	$(GO) test -count=1 -race ./...
-	$(GO) test -count=1 -run 'Allocations$$' ./...
+	$(GO) test -count=1 -run 'Allocations$$' ./libs/labels/
 
 ## fuzz: each fuzz target for FUZZTIME (default 10s)
 fuzz:
