@@ -179,3 +179,12 @@ func (e *noInstanceError) Error() string {
 }
 
 func (e *noInstanceError) Unwrap() error { return e.kind }
+
+// LaunchedNothing reports whether err is a fleet's definite answer that it launched no instance
+// (HTTP 200 with zero instances). Such an answer is remembered for its ClientToken, so the next
+// try needs a new token; after any other failure (an API error, a timeout) the same token must be
+// sent again, to get back an instance that may exist.
+func LaunchedNothing(err error) bool {
+	var e *noInstanceError
+	return errors.As(err, &e)
+}

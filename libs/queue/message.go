@@ -49,6 +49,11 @@ type Message struct {
 	// Attempt is set by the provisioner when it relaunches for a job whose runner another job
 	// took; 0 for events from GitHub.
 	Attempt int `json:"attempt,omitempty"`
+	// Retry and NotBefore are set by the provisioner when a queued job has to wait (a full cap, no
+	// AMI yet, no capacity): it acknowledges the event and queues this retry, in a group of its
+	// own, so the job's later events are not held up behind the wait.
+	Retry     int       `json:"retry,omitempty"`
+	NotBefore time.Time `json:"notBefore,omitzero"`
 }
 
 // ErrMalformed means a message body is not a valid Message; it is never worth a retry.
@@ -83,15 +88,24 @@ func Decode(body []byte) (Message, error) {
 	return m, nil
 }
 
-// GroupID is the FIFO message group: the job id.
-func (m Message) GroupID() string { return strconv.FormatInt(m.JobID, 10) }
+// GroupID is the FIFO message group: the job id, or for a retry the job id + "-retry".
+func (m Message) GroupID() string {
+	id := strconv.FormatInt(m.JobID, 10)
+	if m.Retry > 0 {
+		id += "-retry"
+	}
+	return id
+}
 
 // DedupID is the FIFO deduplication id: host + job id + action (+ relaunch attempt), hashed when it would exceed SQS's
 // 128 characters (a long GHES host name).
 func (m Message) DedupID() string {
-	id := m.Host + "/" + m.GroupID() + "/" + m.Action
+	id := m.Host + "/" + strconv.FormatInt(m.JobID, 10) + "/" + m.Action
 	if m.Attempt > 0 {
 		id += "/" + strconv.Itoa(m.Attempt)
+	}
+	if m.Retry > 0 {
+		id += "/r" + strconv.Itoa(m.Retry)
 	}
 	if len(id) <= 128 {
 		return id

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,92 +16,140 @@ import (
 // ErrCapReached means a runner cap is full; the job waits.
 var ErrCapReached = errors.New("runner cap reached")
 
-// AcquireSlot counts one more runner against the total cap and the preset's cap (0 = no cap) with
-// conditional increments, so concurrent invocations can never exceed a cap. When the preset's cap
-// is full the total's slot is given back. Callers record the slot on the runner (HoldsSlot) and
-// release it with ReleaseSlot.
-func (s *Store) AcquireSlot(ctx context.Context, preset string, maxTotal, maxPreset int) error {
-	if err := s.increment(ctx, "total", maxTotal); err != nil {
-		return err
-	}
-	if err := s.increment(ctx, "preset#"+preset, maxPreset); err != nil {
-		if rerr := s.decrement(ctx, "total", maxTotal); rerr != nil {
-			return errors.Join(err, rerr)
+// Every launched runner is counted (CAP/total and CAP/preset#<name>), capped or not, so the
+// counts stay right when an operator sets a cap later. A slot moves with its launch: taken for a
+// job (slotHeld on the job) before CreateFleet, carried to the runner item (holdsSlot) once the
+// instance is recorded, given back from the job when the launch surely made nothing, released
+// from the runner when it is done. Each move is one transaction, so a crash cannot leak a slot
+// or free one twice.
+
+// AcquireSlot takes a slot for job (host, id), which must be provisioning, under the total cap and
+// the preset's (0 = no cap). A job that already holds one (a retry) keeps it. ErrCapReached when a
+// cap is full; nothing is taken then.
+func (s *Store) AcquireSlot(ctx context.Context, host string, id int64, preset string, maxTotal, maxPreset int) error {
+	u := newUpdate()
+	u.set(&types.AttributeValueMemberBOOL{Value: true}, "slotHeld")
+	jobCond := u.name("state") + " = " + u.value(str(string(Provisioning))) + " AND attribute_not_exists(" + u.name("slotHeld") + ")"
+	_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		s.counter("total", 1, maxTotal),
+		s.counter("preset#"+preset, 1, maxPreset),
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: key(jobKey(host, id), "JOB"),
+			UpdateExpression: aws.String(u.expression()), ConditionExpression: aws.String(jobCond),
+			ExpressionAttributeNames: u.names, ExpressionAttributeValues: u.values,
+		}},
+	}})
+	var cancelled *types.TransactionCanceledException
+	if errors.As(err, &cancelled) {
+		j, jerr := s.Job(ctx, host, id)
+		switch {
+		case jerr != nil:
+			return jerr
+		case j.SlotHeld:
+			return nil
+		case j.State != Provisioning:
+			return fmt.Errorf("take slot for job %d: job is %s: %w", id, j.State, ErrConflict)
 		}
-		return err
+		return fmt.Errorf("preset %s (cap %d, total cap %d): %w", preset, maxPreset, maxTotal, ErrCapReached)
+	}
+	if err != nil {
+		return fmt.Errorf("take slot for job %d: %w", id, err)
 	}
 	return nil
+}
+
+// GiveBackSlot returns the slot job (host, id) holds, when its launch surely made no instance.
+func (s *Store) GiveBackSlot(ctx context.Context, host string, id int64, preset string) error {
+	return s.releaseFrom(ctx, key(jobKey(host, id), "JOB"), "slotHeld", preset, fmt.Sprintf("job %d", id))
 }
 
 // ReleaseSlot gives back the slot a runner holds, exactly once however often it is called.
-func (s *Store) ReleaseSlot(ctx context.Context, instanceID string, maxTotal, maxPreset int) error {
-	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(runnerKey(instanceID), "RUNNER"),
-		UpdateExpression:          aws.String("REMOVE holdsSlot"),
-		ConditionExpression:       aws.String("holdsSlot = :t"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}},
-		ReturnValues:              types.ReturnValueAllOld,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return nil // released before, or never held
-	}
-	if err != nil {
-		return fmt.Errorf("release slot of %s: %w", instanceID, err)
-	}
-	var r Runner
-	if err := attributevalue.UnmarshalMap(out.Attributes, &r); err != nil {
-		return fmt.Errorf("decode runner %s: %w", instanceID, err)
-	}
-	return errors.Join(s.decrement(ctx, "total", maxTotal), s.decrement(ctx, "preset#"+r.Preset, maxPreset))
-}
-
-// GiveBackSlot returns a slot taken by AcquireSlot that no runner came to hold (the launch failed).
-func (s *Store) GiveBackSlot(ctx context.Context, preset string, maxTotal, maxPreset int) error {
-	return errors.Join(s.decrement(ctx, "total", maxTotal), s.decrement(ctx, "preset#"+preset, maxPreset))
-}
-
-// increment adds one to counter CAP/<name> unless it is at max (0 = no cap, nothing counted).
-func (s *Store) increment(ctx context.Context, name string, max int) error {
-	if max <= 0 {
+func (s *Store) ReleaseSlot(ctx context.Context, instanceID string) error {
+	r, err := s.Runner(ctx, instanceID)
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key("CAP", name),
-		UpdateExpression:          aws.String("ADD #c :one"),
-		ConditionExpression:       aws.String("attribute_not_exists(#c) OR #c < :max"),
-		ExpressionAttributeNames:  map[string]string{"#c": "count"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": num(1), ":max": num(int64(max))},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return fmt.Errorf("cap %s of %d: %w", name, max, ErrCapReached)
+	if err != nil {
+		return err
+	}
+	if !r.HoldsSlot {
+		return nil
+	}
+	return s.releaseFrom(ctx, key(runnerKey(instanceID), "RUNNER"), "holdsSlot", r.Preset, "runner "+instanceID)
+}
+
+// releaseFrom removes the slot flag attr from item k and decrements both counters, atomically;
+// a flag already gone means released before.
+func (s *Store) releaseFrom(ctx context.Context, k map[string]types.AttributeValue, attr, preset, what string) error {
+	_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		s.counter("total", -1, 0),
+		s.counter("preset#"+preset, -1, 0),
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: k,
+			UpdateExpression:          aws.String("REMOVE #f"),
+			ConditionExpression:       aws.String("#f = :t"),
+			ExpressionAttributeNames:  map[string]string{"#f": attr},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}},
+		}},
+	}})
+	var cancelled *types.TransactionCanceledException
+	if errors.As(err, &cancelled) {
+		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("count runner against cap %s: %w", name, err)
+		return fmt.Errorf("release slot of %s: %w", what, err)
 	}
 	return nil
 }
 
-func (s *Store) decrement(ctx context.Context, name string, max int) error {
-	if max <= 0 {
-		return nil
-	}
-	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+// counter is a transaction item adding delta to CAP/<name>: below max when adding (0 = no cap),
+// never below zero when taking away.
+func (s *Store) counter(name string, delta int64, max int) types.TransactWriteItem {
+	u := &types.Update{
 		TableName:                 aws.String(s.table),
 		Key:                       key("CAP", name),
-		UpdateExpression:          aws.String("ADD #c :minus"),
-		ConditionExpression:       aws.String("#c > :zero"),
+		UpdateExpression:          aws.String("ADD #c :d"),
 		ExpressionAttributeNames:  map[string]string{"#c": "count"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":minus": num(-1), ":zero": num(0)},
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("release cap %s: %w", name, err)
+		ExpressionAttributeValues: map[string]types.AttributeValue{":d": num(delta)},
 	}
-	return nil
+	switch {
+	case delta > 0 && max > 0:
+		u.ConditionExpression = aws.String("attribute_not_exists(#c) OR #c < :max")
+		u.ExpressionAttributeValues[":max"] = num(int64(max))
+	case delta < 0:
+		u.ConditionExpression = aws.String("#c > :zero")
+		u.ExpressionAttributeValues[":zero"] = num(0)
+	}
+	return types.TransactWriteItem{Update: u}
+}
+
+// Slots returns the runners counted now, in total and per preset name.
+func (s *Store) Slots(ctx context.Context) (total int, perPreset map[string]int, err error) {
+	out, err := s.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": str("CAP")},
+		ConsistentRead:            aws.Bool(true),
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("read slot counters: %w", err)
+	}
+	perPreset = map[string]int{}
+	for _, item := range out.Items {
+		var c struct {
+			SK    string `dynamodbav:"sk"`
+			Count int    `dynamodbav:"count"`
+		}
+		if err := attributevalue.UnmarshalMap(item, &c); err != nil {
+			return 0, nil, fmt.Errorf("decode slot counter: %w", err)
+		}
+		if name, ok := strings.CutPrefix(c.SK, "preset#"); ok {
+			perPreset[name] = c.Count
+		} else if c.SK == "total" {
+			total = c.Count
+		}
+	}
+	return total, perPreset, nil
 }
 
 // Activity kinds counted per hour.

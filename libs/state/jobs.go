@@ -54,6 +54,7 @@ type Job struct {
 	InstanceID     string               `dynamodbav:"instanceId,omitempty"`
 	RunnerName     string               `dynamodbav:"runnerName,omitempty"`
 	Attempt        int                  `dynamodbav:"attempt"`              // launch attempt: a relaunch after a stolen runner is attempt+1
+	SlotHeld       bool                 `dynamodbav:"slotHeld,omitempty"`   // a runner slot taken for this launch (see AcquireSlot)
 	LaunchTry      int                  `dynamodbav:"launchTry"`            // CreateFleet tries of this attempt that surely launched nothing
 	LeaseUntil     int64                `dynamodbav:"leaseUntil,omitempty"` // unix ms; numbers compare right, RFC 3339 strings may not
 	Reason         string               `dynamodbav:"reason,omitempty"`
@@ -112,15 +113,16 @@ func (s *Store) Job(ctx context.Context, host string, id int64) (Job, error) {
 
 // Change is what a transition writes besides the state. Zero fields are left alone.
 type Change struct {
-	InstanceID    string
-	ClearInstance bool // remove the instance (a relaunch)
-	RunnerName    string
-	Reason        string
-	Preset        string
-	NextAttempt   bool          // attempt + 1
-	NextLaunchTry bool          // launchTry + 1: the last CreateFleet surely launched nothing
-	Lease         time.Duration // provisioning lease from now; a crashed worker's job is resumable after it
-	ExpireLease   bool          // end the lease now: the next attempt may claim at once
+	InstanceID     string
+	ClearInstance  bool // remove the instance (a relaunch)
+	RunnerName     string
+	Reason         string
+	Preset         string
+	NextAttempt    bool          // attempt + 1
+	NextLaunchTry  bool          // launchTry + 1: the last CreateFleet surely launched nothing
+	Lease          time.Duration // provisioning lease from now; a crashed worker's job is resumable after it
+	ExpireLease    bool          // end the lease now: the next attempt may claim at once
+	ExpectInstance *string       // only if the job's instance is this one ("" = none)
 }
 
 // Transition moves job (host, id) from one of from to `to`, writing c, and returns the new job.
@@ -145,6 +147,7 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 	}
 	if c.ClearInstance {
 		u.remove("instanceId")
+		u.remove("slotHeld") // the old launch's slot stays with its runner
 	}
 	if c.RunnerName != "" {
 		u.set(str(c.RunnerName), "runnerName")
@@ -186,6 +189,13 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 			" AND " + u.name("leaseUntil") + " < " + u.value(num(now.UnixMilli())) + "))"
 	}
 	cond = "attribute_exists(pk) AND " + cond
+	if c.ExpectInstance != nil {
+		if *c.ExpectInstance == "" {
+			cond += " AND attribute_not_exists(" + u.name("instanceId") + ")"
+		} else {
+			cond += " AND " + u.name("instanceId") + " = " + u.value(str(*c.ExpectInstance))
+		}
+	}
 
 	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),

@@ -85,10 +85,13 @@ type RunnerChange struct {
 	RunnerID  int64
 	BusyJobID int64
 	JobID     int64 // rebind to another pending job
+	// ExpectJobID, when not 0, applies the update only while the runner is still bound to it.
+	ExpectJobID int64
 }
 
 // UpdateRunner moves runner instanceID from one of from to `to`. Leaving idle takes it out of its
-// pool; done items expire after Retention. ErrConflict when it is in none of from.
+// pool; done items expire after Retention. ErrConflict (with the current runner) when it is in
+// none of from or bound to another job than ExpectJobID; ErrNotFound when it was never recorded.
 func (s *Store) UpdateRunner(ctx context.Context, instanceID string, from []RunnerState, to RunnerState, c RunnerChange) (Runner, error) {
 	u := newUpdate()
 	u.set(str(string(to)), "state")
@@ -111,18 +114,26 @@ func (s *Store) UpdateRunner(ctx context.Context, instanceID string, from []Runn
 	for i, f := range from {
 		states[i] = string(f)
 	}
+	cond := "attribute_exists(pk) AND " + u.in("state", states...)
+	if c.ExpectJobID != 0 {
+		cond += " AND " + u.name("jobId") + " = " + u.value(num(c.ExpectJobID))
+	}
 	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(runnerKey(instanceID), "RUNNER"),
 		UpdateExpression:          aws.String(u.expression()),
-		ConditionExpression:       aws.String("attribute_exists(pk) AND " + u.in("state", states...)),
+		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  u.names,
 		ExpressionAttributeValues: u.values,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		return Runner{}, fmt.Errorf("runner %s is not %v: %w", instanceID, from, ErrConflict)
+		cur, gerr := s.Runner(ctx, instanceID)
+		if gerr != nil {
+			return Runner{}, gerr // ErrNotFound for a runner never recorded
+		}
+		return cur, fmt.Errorf("runner %s is %s, not %v: %w", instanceID, cur.State, from, ErrConflict)
 	}
 	if err != nil {
 		return Runner{}, fmt.Errorf("move runner %s to %s: %w", instanceID, to, err)

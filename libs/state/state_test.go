@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spotrunner/spotrunner/internal/world"
@@ -17,7 +16,7 @@ import (
 func newStore(t *testing.T) *Store {
 	t.Helper()
 	cfg := world.AWS(t)
-	return New(dynamodb.NewFromConfig(cfg), world.StateTable(t, cfg))
+	return New(world.NewDynamoDB(cfg), world.StateTable(t, cfg))
 }
 
 func testJob(id int64, labelSet ...string) Job {
@@ -147,47 +146,84 @@ func TestPool(t *testing.T) {
 	}
 }
 
-// TestCaps (local world): twenty concurrent acquisitions against a preset cap of 3 succeed exactly
-// three times; releasing a runner's slot twice frees it once.
+// TestCaps (local world): twenty claimed jobs race for slots under a preset cap of 3: exactly
+// three win. A winner asking again keeps its one slot; giving back from the job or releasing from
+// a runner frees it exactly once however often it is called; the counters end at zero.
 func TestCaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
-	var ok atomic.Int32
-	var wg sync.WaitGroup
-	for range 20 {
+	const host = "ghes.example.com"
+	for id := int64(100); id < 120; id++ {
+		if _, _, err := s.CreateJob(ctx, testJob(id), Queued); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, host, id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		wins []int64
+		wg   sync.WaitGroup
+	)
+	for id := int64(100); id < 120; id++ {
 		wg.Go(func() {
-			switch err := s.AcquireSlot(ctx, "linux-x64", 10, 3); {
+			switch err := s.AcquireSlot(ctx, host, id, "linux-x64", 10, 3); {
 			case err == nil:
-				ok.Add(1)
+				mu.Lock()
+				wins = append(wins, id)
+				mu.Unlock()
 			case !errors.Is(err, ErrCapReached):
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if ok.Load() != 3 {
-		t.Fatalf("%d slots acquired, want 3", ok.Load())
+	if len(wins) != 3 {
+		t.Fatalf("%d slots taken, want 3", len(wins))
 	}
-	if err := s.PutRunner(ctx, Runner{InstanceID: "i-cap", Host: "h", Preset: "linux-x64", HoldsSlot: true}); err != nil {
-		t.Fatal(err)
+	counts := func() (int, int) {
+		total, per, err := s.Slots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return total, per["linux-x64"]
+	}
+	if err := s.AcquireSlot(ctx, host, wins[0], "linux-x64", 10, 3); err != nil {
+		t.Fatalf("a holder asking again: %v", err)
+	}
+	if total, per := counts(); total != 3 || per != 3 {
+		t.Fatalf("counters %d/%d, want 3/3", total, per)
 	}
 	for range 2 {
-		if err := s.ReleaseSlot(ctx, "i-cap", 10, 3); err != nil {
+		if err := s.GiveBackSlot(ctx, host, wins[0], "linux-x64"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AcquireSlot(ctx, "linux-x64", 10, 3); err != nil {
-		t.Fatalf("after one release: %v", err)
+	if err := s.PutRunner(ctx, Runner{InstanceID: "i-cap", Host: host, JobID: wins[1], Preset: "linux-x64", HoldsSlot: true}); err != nil {
+		t.Fatal(err)
 	}
-	if err := s.AcquireSlot(ctx, "linux-x64", 10, 3); !errors.Is(err, ErrCapReached) {
-		t.Fatalf("a double release freed two slots: err = %v", err)
+	for range 2 {
+		if err := s.ReleaseSlot(ctx, "i-cap"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The total cap took one slot per success and gave back the failed preset attempts.
-	if err := s.AcquireSlot(ctx, "linux-arm64", 4, 0); err != nil {
-		t.Fatalf("total should have 3 of 4 used: %v", err)
+	if total, per := counts(); total != 1 || per != 1 {
+		t.Fatalf("counters after one give-back and one release: %d/%d, want 1/1", total, per)
 	}
-	if err := s.AcquireSlot(ctx, "linux-arm64", 4, 0); !errors.Is(err, ErrCapReached) {
-		t.Fatalf("total cap of 4 exceeded: %v", err)
+	for _, id := range []int64{200, 201} { // jobs that never raced above
+		if _, _, err := s.CreateJob(ctx, testJob(id), Queued); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, host, id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AcquireSlot(ctx, host, 200, "linux-arm64", 2, 0); err != nil {
+		t.Fatalf("second slot under a total cap of 2: %v", err)
+	}
+	if err := s.AcquireSlot(ctx, host, 201, "linux-arm64", 2, 0); !errors.Is(err, ErrCapReached) {
+		t.Fatalf("total cap of 2 exceeded: err = %v", err)
 	}
 }

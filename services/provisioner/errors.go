@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"time"
 
 	"github.com/spotrunner/spotrunner/libs/fleet"
 	"github.com/spotrunner/spotrunner/libs/githubapp"
@@ -36,6 +39,8 @@ func classify(err error) class {
 		errors.Is(err, githubapp.ErrForbidden),
 		errors.Is(err, githubapp.ErrBadPrivateKey),
 		errors.Is(err, githubapp.ErrInvalid),
+		errors.Is(err, githubapp.ErrNotFound), // an org or repo the App cannot see
+		errors.Is(err, errRefused),
 		errors.Is(err, secrets.ErrNotFound),
 		errors.Is(err, presets.ErrBroken),
 		errors.Is(err, fleet.ErrLaunchConfig):
@@ -54,9 +59,47 @@ func classify(err error) class {
 	return transient
 }
 
-// permanentRegistration reports a GitHub answer that a retry will not change: the instance
-// launched for the job is terminated and the job fails with the reason.
+// permanentRegistration reports a GitHub answer to a registration that a retry will not change:
+// the instance launched for it is terminated (registrationFailed).
 func permanentRegistration(err error) bool {
 	return errors.Is(err, githubapp.ErrForbidden) || errors.Is(err, githubapp.ErrInvalid) ||
-		errors.Is(err, githubapp.ErrNotInstalled)
+		errors.Is(err, githubapp.ErrNotInstalled) || errors.Is(err, githubapp.ErrNotFound)
 }
+
+// errRefused: GitHub refused this installation's runners a moment ago (refusals).
+var errRefused = errors.New("github refused runner registration recently")
+
+// refusals remembers installations whose runner registration GitHub refused, so the retries
+// that carry such a job to the DLQ do not each launch and terminate an instance.
+type refusals struct {
+	mu   sync.Mutex
+	last map[int64]refusal
+}
+
+type refusal struct {
+	at    time.Time
+	cause string
+}
+
+func (h *Handler) refused(installationID int64, cause error) {
+	h.refusals.mu.Lock()
+	defer h.refusals.mu.Unlock()
+	if h.refusals.last == nil {
+		h.refusals.last = map[int64]refusal{}
+	}
+	h.refusals.last[installationID] = refusal{at: h.now(), cause: cause.Error()}
+}
+
+func (h *Handler) refusedRecently(installationID int64) error {
+	h.refusals.mu.Lock()
+	defer h.refusals.mu.Unlock()
+	r, ok := h.refusals.last[installationID]
+	if !ok || h.now().Sub(r.at) > refusalMemory {
+		return nil
+	}
+	return fmt.Errorf("installation %d: %w (%s ago): %s", installationID, errRefused, h.now().Sub(r.at).Round(time.Second), r.cause)
+}
+
+// refusalMemory is how long a refusal spares launches: long enough to cover the retries on the way
+// to the DLQ, short enough that a fixed permission is used within minutes.
+const refusalMemory = 5 * time.Minute

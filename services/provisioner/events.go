@@ -11,7 +11,8 @@ import (
 
 // started handles in_progress: the job runs on the runner GitHub names. When that runner was
 // launched for another job, or the job had a runner of its own, the label set's count is
-// corrected.
+// corrected. Every step after the job's own transition is safe to repeat, and a retry of this
+// event repeats them: a job already running is not a reason to skip them.
 func (h *Handler) started(ctx context.Context, m queue.Message) (string, error) {
 	job, created, err := h.jobs.CreateJob(ctx, jobFrom(m), state.Running)
 	if err != nil {
@@ -20,10 +21,10 @@ func (h *Handler) started(ctx context.Context, m queue.Message) (string, error) 
 	if !created {
 		job, err = h.jobs.Transition(ctx, m.Host, m.JobID, []state.JobState{state.Queued, state.Provisioning, state.Launched}, state.Running,
 			state.Change{RunnerName: m.RunnerName})
-		if errors.Is(err, state.ErrConflict) {
+		switch {
+		case errors.Is(err, state.ErrConflict) && job.State != state.Running:
 			return "duplicate: job is " + string(job.State), nil
-		}
-		if err != nil {
+		case err != nil && !errors.Is(err, state.ErrConflict):
 			return "", err
 		}
 	}
@@ -36,8 +37,10 @@ func (h *Handler) started(ctx context.Context, m queue.Message) (string, error) 
 	ctx = logging.WithInstance(ctx, iid)
 	r, err := h.jobs.UpdateRunner(ctx, iid, []state.RunnerState{state.Idle}, state.Busy, state.RunnerChange{BusyJobID: m.JobID})
 	switch {
-	case errors.Is(err, state.ErrConflict), errors.Is(err, state.ErrNotFound):
-		return "running", nil // a redelivery, or a runner we never recorded
+	case errors.Is(err, state.ErrNotFound):
+		return "running on unrecorded runner", h.reconcile(ctx, m.Host, job.LabelSet)
+	case errors.Is(err, state.ErrConflict) && r.BusyJobID == m.JobID:
+		// A retry of this event: the runner was marked before; the count may not have run.
 	case err != nil:
 		return "", err
 	}
@@ -47,11 +50,13 @@ func (h *Handler) started(ctx context.Context, m queue.Message) (string, error) 
 	return "running on a runner launched for job " + itoa(r.JobID), h.reconcile(ctx, m.Host, job.LabelSet)
 }
 
-// finished handles completed: the job ends (cancelled when it never started) and its runner is
-// done. A job cancelled before it started leaves a runner with nothing to take: count again.
+// finished handles completed: the job ends (cancelled when it was cancelled before it started)
+// and its runner is done. A job that ended without ever running leaves its runner with nothing to
+// take: count again. As in started, a retry repeats the follow-ups.
 func (h *Handler) finished(ctx context.Context, m queue.Message) (string, error) {
+	neverRan := m.RunnerName == ""
 	to := state.Completed
-	if m.Conclusion == "cancelled" && m.RunnerName == "" {
+	if neverRan && m.Conclusion == "cancelled" {
 		to = state.Cancelled
 	}
 	job, created, err := h.jobs.CreateJob(ctx, jobFrom(m), to)
@@ -61,16 +66,21 @@ func (h *Handler) finished(ctx context.Context, m queue.Message) (string, error)
 	if !created {
 		job, err = h.jobs.Transition(ctx, m.Host, m.JobID, []state.JobState{state.Queued, state.Provisioning, state.Launched, state.Running}, to,
 			state.Change{RunnerName: m.RunnerName, Reason: conclusionReason(m.Conclusion)})
-		if errors.Is(err, state.ErrConflict) {
+		switch {
+		case errors.Is(err, state.ErrConflict) && job.State != to:
 			return "duplicate: job is " + string(job.State), nil
-		}
-		if err != nil {
+		case err != nil && !errors.Is(err, state.ErrConflict):
 			return "", err
+		case err == nil && to == state.Completed:
+			if err := h.jobs.CountActivity(ctx, h.now(), state.ActivityCompleted); err != nil {
+				logging.From(ctx).Warn().Err(err).Msg("count completed job")
+			}
 		}
 	}
-	if to == state.Completed {
-		if err := h.jobs.CountActivity(ctx, h.now(), state.ActivityCompleted); err != nil {
-			logging.From(ctx).Warn().Err(err).Msg("count completed job")
+	if job.SlotHeld && job.InstanceID == "" {
+		// It ended while its launch was pending (a wait, a failed try): the slot goes back.
+		if err := h.jobs.GiveBackSlot(ctx, job.Host, job.ID, job.Preset); err != nil {
+			return "", err
 		}
 	}
 	if iid, ours := instanceOf(m.RunnerName); ours {
@@ -78,22 +88,22 @@ func (h *Handler) finished(ctx context.Context, m queue.Message) (string, error)
 			return "", err
 		}
 	}
-	if to == state.Cancelled {
-		return "cancelled before start", h.reconcile(ctx, m.Host, job.LabelSet)
+	if neverRan {
+		return string(to) + " before it started", h.reconcile(ctx, m.Host, job.LabelSet)
 	}
 	return string(to), nil
 }
 
 // retire marks a runner done and frees its cap slot; the instance shuts itself down.
 func (h *Handler) retire(ctx context.Context, instanceID string) error {
-	r, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
+	_, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
 	switch {
-	case errors.Is(err, state.ErrConflict), errors.Is(err, state.ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil
-	case err != nil:
+	case err != nil && !errors.Is(err, state.ErrConflict):
 		return err
 	}
-	return h.jobs.ReleaseSlot(ctx, instanceID, h.cfg.MaxRunners, h.presetCap(ctx, r.Preset))
+	return h.jobs.ReleaseSlot(ctx, instanceID) // once, however often retire runs
 }
 
 // conclusionReason keeps a job's non-success conclusion on record.

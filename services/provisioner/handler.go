@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -64,11 +65,18 @@ func (h *Handler) record(ctx context.Context, rec events.SQSMessage) error {
 	receives, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
 	m, err := queue.Decode([]byte(rec.Body))
 	if err != nil {
-		h.recordMalformed(ctx, rec, err)
-		return nil
+		return h.recordMalformed(ctx, rec, err)
 	}
 	ctx = logging.WithDelivery(logging.WithJob(ctx, m.Host, m.JobID), m.DeliveryID)
 	log := logging.From(ctx)
+	if wait := m.NotBefore.Sub(h.now()); wait > time.Second {
+		// A retry that came round early (FIFO queues have no per-message delay): hide it for the
+		// rest of its wait. It is alone in its group, so it holds nothing up.
+		if err := h.retryIn(ctx, rec.ReceiptHandle, wait); err != nil {
+			log.Warn().Err(err).Msg("postpone retry")
+		}
+		return errNotYet
+	}
 
 	outcome, err := h.process(ctx, m, receives)
 	if err == nil {
@@ -103,8 +111,9 @@ func (h *Handler) retryIn(ctx context.Context, receipt string, d time.Duration) 
 }
 
 // recordMalformed keeps what can be kept of a message that cannot be processed: a rejected job
-// when the body names one, a log line always. Retrying would never help.
-func (h *Handler) recordMalformed(ctx context.Context, rec events.SQSMessage, cause error) {
+// when the body names one, a log line always. The message is acknowledged (retrying the message
+// would never help) unless recording the rejection failed.
+func (h *Handler) recordMalformed(ctx context.Context, rec events.SQSMessage, cause error) error {
 	log := logging.From(ctx)
 	var partial struct {
 		Host  string `json:"host"`
@@ -113,7 +122,12 @@ func (h *Handler) recordMalformed(ctx context.Context, rec events.SQSMessage, ca
 	if json.Unmarshal([]byte(rec.Body), &partial) == nil && partial.Host != "" && partial.JobID > 0 {
 		if _, err := h.rejectNew(ctx, partial.Host, partial.JobID, "malformed message: "+cause.Error()); err != nil {
 			log.Error().Err(err).Msg("record malformed message")
+			return err
 		}
 	}
 	log.Error().Err(cause).Str("messageId", rec.MessageId).Msg("malformed message acknowledged")
+	return nil
 }
+
+// errNotYet fails a retry that arrived before its time; it is not logged as a failure.
+var errNotYet = errors.New("retry not due yet")

@@ -29,14 +29,20 @@ type JITStore struct {
 	KMSKeyID string
 }
 
-// Put stores config for instanceID as a SecureString tagged with the instance's ARN. Never
-// overwrites: an existing parameter is an earlier attempt's delivery and stays.
-func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config string) error {
+// Put stores config for instanceID as a SecureString tagged with the instance's ARN. Without
+// replace an existing parameter stays (an earlier attempt's delivery of the same registration);
+// with replace it is overwritten (the registration it belonged to was deleted).
+func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config string, replace bool) error {
+	if replace {
+		if err := s.Delete(ctx, instanceID); err != nil {
+			return err
+		}
+	}
 	in := &ssm.PutParameterInput{
 		Name:      aws.String(JITPrefix + instanceID),
 		Value:     aws.String(config),
 		Type:      types.ParameterTypeSecureString,
-		Overwrite: aws.Bool(false),
+		Overwrite: aws.Bool(false), // SSM refuses Tags together with Overwrite
 		Tags: []types.Tag{
 			{Key: aws.String("spotrunner:managed"), Value: aws.String("true")},
 			{Key: aws.String("spotrunner:instance-arn"), Value: aws.String(instanceARN)},

@@ -103,29 +103,34 @@ func (h *Handler) provision(ctx context.Context, m queue.Message, receives int) 
 		return h.reject(ctx, job, err.Error())
 	}
 	ami, err := h.usableAMI(ctx, job, p)
-	if errors.Is(err, errGaveUp) {
+	switch {
+	case errors.Is(err, errGaveUp):
 		return "failed: no AMI", nil
-	}
-	if err != nil {
-		return "", err
+	case errors.Is(err, errNoAMI):
+		return h.wait(ctx, job, m, err)
+	case err != nil:
+		return "", h.yield(ctx, job, err)
 	}
 	target := targetOf(job)
-	// Before spending an instance: can the App act for this owner at all?
+	// Before spending an instance: can the App act for this owner at all, and did GitHub not
+	// refuse its runners a moment ago?
 	if err := h.github.Check(ctx, job.InstallationID); err != nil {
 		return "", h.yield(ctx, job, err)
 	}
+	if err := h.refusedRecently(job.InstallationID); err != nil {
+		return "", h.yield(ctx, job, err)
+	}
 
-	inst, err := h.instanceFor(ctx, job, p, spec, ami, resuming)
+	inst, err := h.instanceFor(ctx, &job, p, spec, ami, resuming)
+	if errors.Is(err, state.ErrCapReached) || errors.Is(err, fleet.ErrCapacity) {
+		return h.wait(ctx, job, m, err)
+	}
 	if err != nil {
 		return "", h.yield(ctx, job, err)
 	}
 	ctx = logging.WithInstance(ctx, inst.ID)
 	if err := h.register(ctx, job, target, inst.ID, resuming); err != nil {
-		if permanentRegistration(err) {
-			h.discard(ctx, job, inst.ID, target)
-			return h.fail(ctx, job, "runner registration refused by GitHub: "+err.Error())
-		}
-		return "", h.yield(ctx, job, err)
+		return h.registrationFailed(ctx, job, target, inst.ID, err)
 	}
 	_, err = h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Launched,
 		state.Change{RunnerName: runnerName(inst.ID)})
@@ -140,12 +145,55 @@ func (h *Handler) provision(ctx context.Context, m queue.Message, receives int) 
 	return "launched " + inst.ID, nil
 }
 
-// usableAMI returns the AMI to launch from, or makes the job wait (transient) while the preset
-// has none, up to NoAMIWait after the job was queued; then the job fails with the reason.
+// wait puts a job that cannot launch yet (a full cap, no AMI yet, no capacity) back to queued
+// with the reason, and queues a retry for later in a group of its own: the job's in_progress or
+// completed events are not held up behind the wait, and a retry that finds the job started or
+// ended is a duplicate. The event itself is acknowledged.
+func (h *Handler) wait(ctx context.Context, job state.Job, m queue.Message, cause error) (string, error) {
+	reason := "waiting: " + cause.Error()
+	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Queued, state.Change{Reason: reason}); err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			return "duplicate: job moved on", nil
+		}
+		return "", err
+	}
+	retry := m
+	retry.Retry++
+	retry.NotBefore = h.now().Add(h.backoff.delay(retry.Retry)).UTC()
+	if err := h.requeue.Publish(ctx, retry); err != nil {
+		return "", fmt.Errorf("queue retry of job %d: %w", job.ID, err)
+	}
+	return reason, nil
+}
+
+// registrationFailed decides what a failed runner registration leaves behind. Transient: the
+// instance stays recorded and the retry resumes with it. Refused for good by GitHub: the instance
+// is terminated; a 422 (GitHub will not take this registration as sent) fails the job, anything
+// else (403, App not installed, 404) is the operator's to fix: the job goes back to wait for a
+// fresh launch, the refusal is remembered for a while so retries do not launch in vain, and the
+// message heads for the DLQ.
+func (h *Handler) registrationFailed(ctx context.Context, job state.Job, t githubapp.Target, instanceID string, err error) (string, error) {
+	if !permanentRegistration(err) {
+		return "", h.yield(ctx, job, err)
+	}
+	h.discard(ctx, job, instanceID)
+	if errors.Is(err, githubapp.ErrInvalid) {
+		return h.fail(ctx, job, "runner registration refused by GitHub: "+err.Error())
+	}
+	h.refused(job.InstallationID, err)
+	if _, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
+		state.Change{ClearInstance: true, NextLaunchTry: true, ExpireLease: true}); terr != nil && !errors.Is(terr, state.ErrConflict) {
+		return "", errors.Join(err, terr)
+	}
+	return "", err
+}
+
+// usableAMI returns the AMI to launch from, or errNoAMI while the preset has none (the job waits),
+// up to NoAMIWait after the job was queued; then the job fails with the reason (errGaveUp).
 func (h *Handler) usableAMI(ctx context.Context, job state.Job, p presets.Preset) (string, error) {
 	img, err := h.jobs.PresetImage(ctx, p.Name)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
-		return "", h.yield(ctx, job, err)
+		return "", err
 	}
 	if ami := img.UsableAMI(); ami != "" {
 		return ami, nil
@@ -158,7 +206,7 @@ func (h *Handler) usableAMI(ctx context.Context, job state.Job, p presets.Preset
 		}
 		return "", errGaveUp
 	}
-	return "", h.yield(ctx, job, fmt.Errorf("preset %s (image %s), waited %s: %w", p.Name, statusOr(img.Status, "not built"), waited.Round(time.Second), errNoAMI))
+	return "", fmt.Errorf("preset %s (image %s), waited %s: %w", p.Name, statusOr(img.Status, "not built"), waited.Round(time.Second), errNoAMI)
 }
 
 // errGaveUp ends a message whose job was just marked failed; it is acknowledged.
@@ -173,26 +221,29 @@ func statusOr(s, def string) string {
 
 // instanceFor returns the job's instance: the one recorded or tagged for this attempt when
 // resuming (a crash or timeout after CreateFleet must not launch a second), else a new launch
-// within the caps. The instance is recorded on the job and as an idle runner at once.
-func (h *Handler) instanceFor(ctx context.Context, job state.Job, p presets.Preset, spec labels.Spec, ami string, resuming bool) (fleet.Instance, error) {
+// within the caps. The instance is recorded on the job and as an idle runner at once; the runner
+// item is written again on every resume (conditionally), so a crash between the two writes
+// cannot leave a runner unrecorded.
+func (h *Handler) instanceFor(ctx context.Context, job *state.Job, p presets.Preset, spec labels.Spec, ami string, resuming bool) (fleet.Instance, error) {
 	if job.InstanceID != "" {
-		return fleet.Instance{ID: job.InstanceID}, nil
+		return h.recordInstance(ctx, *job, p, fleet.Instance{ID: job.InstanceID})
 	}
-	tags := h.tags(job, p)
+	tags := h.tags(*job, p)
 	if resuming {
 		found, err := h.fleet.Find(ctx, map[string]string{tagJob: tags[tagJob], tagAttempt: tags[tagAttempt]})
 		if err != nil {
 			return fleet.Instance{}, err
 		}
 		if len(found) > 0 {
-			return h.recordInstance(ctx, job, p, found[0], false)
+			return h.recordInstance(ctx, *job, p, found[0])
 		}
 	}
-	if err := h.jobs.AcquireSlot(ctx, p.Name, h.cfg.MaxRunners, p.MaxRunners); err != nil {
+	if err := h.jobs.AcquireSlot(ctx, job.Host, job.ID, p.Name, h.cfg.MaxRunners, p.MaxRunners); err != nil {
 		return fleet.Instance{}, err
 	}
+	job.SlotHeld = true
 	req := fleet.Request{
-		ClientToken:      clientToken(job),
+		ClientToken:      clientToken(*job),
 		LaunchTemplateID: p.LaunchTemplateID,
 		ImageID:          ami,
 		InstanceTypes:    p.InstanceTypes,
@@ -205,24 +256,25 @@ func (h *Handler) instanceFor(ctx context.Context, job state.Job, p presets.Pres
 		req.Requirements = &fleet.Requirements{MinVCPU: spec.CPU, MinMemoryGiB: spec.RAMGiB, Architecture: p.Architecture}
 	}
 	inst, err := h.fleet.Launch(ctx, req)
-	if err != nil {
-		errs := []error{err, h.jobs.GiveBackSlot(ctx, p.Name, h.cfg.MaxRunners, p.MaxRunners)}
-		if launchedNothing(err) {
-			// AWS answers a reused ClientToken with the first answer, failure included: the next
-			// try needs a new token. Only when nothing can have launched; after a timeout the same
-			// token must come back, to get the instance that may exist.
-			_, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{NextLaunchTry: true})
-			errs = append(errs, terr)
-		}
-		return fleet.Instance{}, errors.Join(errs...)
+	if err != nil && fleet.LaunchedNothing(err) {
+		// A definite "no instance": the slot goes back, and the next try needs a new token (AWS
+		// answers a reused ClientToken with its first answer, failures included). After any other
+		// failure an instance may exist: the job keeps its slot and the retry sends the same token.
+		_, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{NextLaunchTry: true})
+		return fleet.Instance{}, errors.Join(err, h.jobs.GiveBackSlot(ctx, job.Host, job.ID, p.Name), terr)
 	}
-	return h.recordInstance(ctx, job, p, inst, true)
+	if err != nil {
+		return fleet.Instance{}, err
+	}
+	return h.recordInstance(ctx, *job, p, inst)
 }
 
-func (h *Handler) recordInstance(ctx context.Context, job state.Job, p presets.Preset, inst fleet.Instance, holdsSlot bool) (fleet.Instance, error) {
-	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
-		state.Change{InstanceID: inst.ID, Preset: p.Name, Lease: h.cfg.Lease}); err != nil {
-		return inst, fmt.Errorf("record instance %s on job %d: %w", inst.ID, job.ID, err)
+func (h *Handler) recordInstance(ctx context.Context, job state.Job, p presets.Preset, inst fleet.Instance) (fleet.Instance, error) {
+	if job.InstanceID == "" {
+		if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
+			state.Change{InstanceID: inst.ID, Preset: p.Name, Lease: h.cfg.Lease}); err != nil {
+			return inst, fmt.Errorf("record instance %s on job %d: %w", inst.ID, job.ID, err)
+		}
 	}
 	now := h.now().UTC()
 	t := targetOf(job)
@@ -230,7 +282,7 @@ func (h *Handler) recordInstance(ctx context.Context, job state.Job, p presets.P
 		InstanceID: inst.ID, Host: job.Host, JobID: job.ID, Owner: t.Owner, Repo: t.Repo,
 		InstallationID: job.InstallationID, Preset: p.Name, Labels: job.Labels, LabelSet: job.LabelSet,
 		RunnerName: runnerName(inst.ID), CapacityType: inst.CapacityType, InstanceType: inst.InstanceType,
-		LaunchedAt: now, Deadline: now.Add(time.Duration(p.TimeoutMinutes) * time.Minute), HoldsSlot: holdsSlot,
+		LaunchedAt: now, Deadline: now.Add(time.Duration(p.TimeoutMinutes) * time.Minute), HoldsSlot: job.SlotHeld,
 	})
 	return inst, err
 }
@@ -256,6 +308,7 @@ func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Targe
 		}
 	}
 	cfg, err := h.github.GenerateJITConfig(ctx, t, name, job.LabelSet, h.cfg.RunnerGroupID)
+	renewed := false
 	if errors.Is(err, githubapp.ErrConflict) {
 		old, found, ferr := h.github.RunnerByName(ctx, t, name)
 		if ferr != nil {
@@ -270,12 +323,14 @@ func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Targe
 			}
 		}
 		cfg, err = h.github.GenerateJITConfig(ctx, t, name, job.LabelSet, h.cfg.RunnerGroupID)
+		renewed = true
 	}
 	if err != nil {
 		return err
 	}
 	logging.Redact(cfg.Encoded)
-	if err := h.jit.Put(ctx, instanceID, h.instanceARN(instanceID), cfg.Encoded); err != nil {
+	// A renewed registration replaces any config of the deleted one still waiting in SSM.
+	if err := h.jit.Put(ctx, instanceID, h.instanceARN(instanceID), cfg.Encoded, renewed); err != nil {
 		return err
 	}
 	return h.recordRunnerID(ctx, instanceID, cfg.RunnerID)
@@ -293,6 +348,8 @@ func (h *Handler) adopt(ctx context.Context, t githubapp.Target, instanceID stri
 	return h.recordRunnerID(ctx, instanceID, r.ID)
 }
 
+// recordRunnerID notes the registration on the runner item; a runner that already took a job
+// (busy) is fine, a runner item that does not exist is an error (the retry writes it).
 func (h *Handler) recordRunnerID(ctx context.Context, instanceID string, id int64) error {
 	_, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{RunnerID: id})
 	if err != nil && !errors.Is(err, state.ErrConflict) {
@@ -302,7 +359,7 @@ func (h *Handler) recordRunnerID(ctx context.Context, instanceID string, id int6
 }
 
 // discard terminates an instance that will never be a runner and forgets it.
-func (h *Handler) discard(ctx context.Context, job state.Job, instanceID string, t githubapp.Target) {
+func (h *Handler) discard(ctx context.Context, job state.Job, instanceID string) {
 	log := logging.From(ctx)
 	if err := h.fleet.Terminate(ctx, instanceID); err != nil {
 		log.Error().Err(err).Msg("terminate discarded instance (the reaper will retry)")
@@ -310,10 +367,10 @@ func (h *Handler) discard(ctx context.Context, job state.Job, instanceID string,
 	if err := h.jit.Delete(ctx, instanceID); err != nil {
 		log.Error().Err(err).Msg("delete jit config of discarded instance")
 	}
-	if _, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) {
+	if _, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) && !errors.Is(err, state.ErrNotFound) {
 		log.Error().Err(err).Msg("mark discarded runner done")
 	}
-	if err := h.jobs.ReleaseSlot(ctx, instanceID, h.cfg.MaxRunners, h.presetCap(ctx, job.Preset)); err != nil {
+	if err := h.jobs.ReleaseSlot(ctx, instanceID); err != nil {
 		log.Error().Err(err).Msg("release slot of discarded runner")
 	}
 }
@@ -347,22 +404,25 @@ func (h *Handler) rejectNew(ctx context.Context, host string, id int64, reason s
 	return "rejected: " + reason, nil
 }
 
-// fail gives up on a job with the reason on record; the message is acknowledged.
+// fail gives up on a job with the reason on record; the message is acknowledged. A slot the job
+// took for a launch that made nothing is given back.
 func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (string, error) {
-	if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Queued, state.Provisioning, state.Launched}, state.Failed, state.Change{Reason: reason}); err != nil && !errors.Is(err, state.ErrConflict) {
+	j, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Queued, state.Provisioning, state.Launched}, state.Failed, state.Change{Reason: reason})
+	if errors.Is(err, state.ErrConflict) {
+		return "duplicate: job is " + string(j.State), nil
+	}
+	if err != nil {
 		return "", err
+	}
+	if j.SlotHeld && j.InstanceID == "" {
+		if err := h.jobs.GiveBackSlot(ctx, j.Host, j.ID, j.Preset); err != nil {
+			return "", err
+		}
 	}
 	if err := h.jobs.CountActivity(ctx, h.now(), state.ActivityFailed); err != nil {
 		logging.From(ctx).Warn().Err(err).Msg("count failed job")
 	}
 	return "failed: " + reason, nil
-}
-
-func (h *Handler) presetCap(ctx context.Context, name string) int {
-	if p, err := h.presets.Get(ctx, name); err == nil {
-		return p.MaxRunners
-	}
-	return 0
 }
 
 // tags are the instance's tags: our marker, what it is for, and what its bootstrap reads.
@@ -381,11 +441,6 @@ func (h *Handler) tags(job state.Job, p presets.Preset) map[string]string {
 
 func (h *Handler) instanceARN(instanceID string) string {
 	return fmt.Sprintf("arn:%s:ec2:%s:%s:instance/%s", h.cfg.Partition, h.cfg.Region, h.cfg.AccountID, instanceID)
-}
-
-// launchedNothing reports a Launch failure after which no instance can exist.
-func launchedNothing(err error) bool {
-	return errors.Is(err, fleet.ErrCapacity) || errors.Is(err, fleet.ErrThrottled) || errors.Is(err, fleet.ErrLaunchConfig)
 }
 
 // clientToken makes CreateFleet idempotent per job, launch attempt and try (at most 64

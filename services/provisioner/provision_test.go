@@ -73,7 +73,8 @@ func TestHappyPath(t *testing.T) {
 	t.Logf("EC2 calls: %v", r.ec2.Calls())
 	t.Logf("GitHub calls: %v", gh)
 	wantAWS := map[string]int{
-		"DynamoDB.PutItem": 2, "DynamoDB.UpdateItem": 4, "DynamoDB.GetItem": 1, "SSM.PutParameter": 1, "EC2.CreateFleet": 1,
+		"DynamoDB.PutItem": 2, "DynamoDB.UpdateItem": 4, "DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1,
+		"SSM.PutParameter": 1, "EC2.CreateFleet": 1,
 	}
 	for k, v := range calls {
 		if v == 0 || strings.HasPrefix(k, "SQS.") { // the rig's pump receives and deletes
@@ -138,8 +139,10 @@ func TestDuplicatesLaunchOnce(t *testing.T) {
 	m2 := r.msg(queue.ActionQueued, 3)
 	r.sim.AddJob(simJob(m2))
 	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for range 2 {
 		wg.Go(func() {
+			<-start // both workers really overlap
 			// One of the two may be told to retry (the other holds the job); retry it like SQS would.
 			for i := 1; i <= 3; i++ {
 				resp, _ := r.h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{record("m2", m2, i)}})
@@ -149,7 +152,20 @@ func TestDuplicatesLaunchOnce(t *testing.T) {
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
+	if diff := cmp.Diff([]string{"CreateFleet", "CreateFleet"}, r.ec2.Calls()); diff != "" {
+		t.Errorf("EC2 calls for 2 jobs (-want +got):\n%s", diff)
+	}
+	jit := 0
+	for _, c := range r.sim.Calls() {
+		if strings.HasSuffix(c.Path, "/generate-jitconfig") {
+			jit++
+		}
+	}
+	if jit != 2 {
+		t.Errorf("%d JIT registrations for 2 jobs, want 2", jit)
+	}
 	if n := len(r.instances()); n != 2 {
 		t.Errorf("%d instances for 2 jobs, want 2", n)
 	}
@@ -157,9 +173,12 @@ func TestDuplicatesLaunchOnce(t *testing.T) {
 		t.Errorf("%d runners for 2 jobs, want 2", n)
 	}
 	for _, id := range []int64{2, 3} {
-		if j := r.job(id); j.State != state.Launched {
+		j := r.job(id)
+		if j.State != state.Launched {
 			t.Errorf("job %d is %s", id, j.State)
+			continue
 		}
+		r.boot(j.InstanceID) // the delivered config is the live registration's
 	}
 }
 

@@ -17,42 +17,47 @@ import (
 // runner whose labels fit, so the only sound bookkeeping is by count, per label set:
 //
 //  1. uncovered jobs: launched jobs whose recorded runner is no longer idle (taken by another);
-//  2. spare runners: idle runners whose job is no longer waiting on them;
+//  2. spare runners: registered idle runners whose job is no longer waiting on them;
 //  3. pair them up: a spare runner is rebound to an uncovered job (no launch, no termination);
-//  4. uncovered jobs left over get a relaunch (a new attempt through the queue);
+//  4. uncovered jobs left over get a relaunch (a new attempt through the queue), and relaunches
+//     already decided but maybe not sent (a crash between the two steps) are sent again;
 //  5. spare runners left over are deregistered and terminated.
 //
-// Jobs still queued or provisioning bring their own runner and are left out.
+// Jobs still queued or provisioning bring their own runner and are left out. The pool comes from
+// an eventually consistent index, so every candidate is read again, strongly consistent, and every
+// write is conditioned on what was read: a runner is never rebound or terminated on stale data.
 func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string) error {
 	jobs, runners, err := h.jobs.Pool(ctx, host, labelSet)
 	if err != nil {
 		return err
 	}
-	idle := map[string]state.Runner{}
-	for _, r := range runners {
-		idle[r.InstanceID] = r
-	}
-	waiting := map[int64]state.Job{}
-	var uncovered []state.Job
+	var (
+		uncovered []state.Job
+		spare     []state.Runner
+		resend    []state.Job
+		errs      []error
+	)
 	for _, j := range jobs {
-		waiting[j.ID] = j
-		if j.State == state.Launched {
-			if _, ok := idle[j.InstanceID]; !ok {
-				uncovered = append(uncovered, j)
-			}
+		switch cur, err := h.jobs.Job(ctx, j.Host, j.ID); {
+		case err != nil:
+			errs = append(errs, err)
+		case cur.State == state.Queued && cur.Reason == relaunchReason && cur.InstanceID == "":
+			resend = append(resend, cur)
+		case cur.State == state.Launched && !h.idleFor(ctx, cur):
+			uncovered = append(uncovered, cur)
 		}
 	}
-	var spare []state.Runner
 	for _, r := range runners {
-		if r.RunnerID == 0 {
-			continue // still being registered by its provisioning; counted next time
-		}
-		if j, ok := waiting[r.JobID]; !ok || j.InstanceID != r.InstanceID {
-			spare = append(spare, r)
+		switch cur, err := h.jobs.Runner(ctx, r.InstanceID); {
+		case err != nil:
+			errs = append(errs, err)
+		case cur.State != state.Idle || cur.RunnerID == 0:
+			// Busy now, or still being registered by its provisioning: not spare.
+		case !h.waitsOn(ctx, cur):
+			spare = append(spare, cur)
 		}
 	}
 	log := logging.From(ctx)
-	var errs []error
 	for len(uncovered) > 0 && len(spare) > 0 {
 		j, r := uncovered[0], spare[0]
 		uncovered, spare = uncovered[1:], spare[1:]
@@ -63,6 +68,9 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 		errs = append(errs, h.relaunch(ctx, j))
 		log.Info().Int64("relaunchJob", j.ID).Msg("reconcile: job lost its runner, relaunching")
 	}
+	for _, j := range resend {
+		errs = append(errs, h.publishRelaunch(ctx, j))
+	}
 	for _, r := range spare {
 		errs = append(errs, h.terminateSpare(ctx, r))
 		log.Info().Str("terminateInstance", r.InstanceID).Msg("reconcile: runner has nothing to take, terminating")
@@ -70,27 +78,61 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 	return errors.Join(errs...)
 }
 
+// idleFor reports whether launched job j's own runner is still idle, waiting for it.
+func (h *Handler) idleFor(ctx context.Context, j state.Job) bool {
+	if j.InstanceID == "" {
+		return false
+	}
+	r, err := h.jobs.Runner(ctx, j.InstanceID)
+	return err == nil && r.State == state.Idle && r.JobID == j.ID
+}
+
+// waitsOn reports whether runner r's job still waits for exactly this runner.
+func (h *Handler) waitsOn(ctx context.Context, r state.Runner) bool {
+	j, err := h.jobs.Job(ctx, r.Host, r.JobID)
+	if err != nil {
+		return true // unknown: not spare, to be safe
+	}
+	return j.State.Pending() && j.InstanceID == r.InstanceID
+}
+
+// rebind gives spare runner r to uncovered job j, each write conditioned on what was read.
 func (h *Handler) rebind(ctx context.Context, j state.Job, r state.Runner) error {
-	if _, err := h.jobs.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Launched,
-		state.Change{InstanceID: r.InstanceID, RunnerName: runnerName(r.InstanceID)}); err != nil && !errors.Is(err, state.ErrConflict) {
+	if _, err := h.jobs.UpdateRunner(ctx, r.InstanceID, []state.RunnerState{state.Idle}, state.Idle,
+		state.RunnerChange{JobID: j.ID, ExpectJobID: r.JobID}); err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			return nil // it took a job or was rebound meanwhile; the next count sees it
+		}
 		return err
 	}
-	if _, err := h.jobs.UpdateRunner(ctx, r.InstanceID, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{JobID: j.ID}); err != nil && !errors.Is(err, state.ErrConflict) {
+	old := j.InstanceID
+	if _, err := h.jobs.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Launched,
+		state.Change{InstanceID: r.InstanceID, RunnerName: runnerName(r.InstanceID), ExpectInstance: &old}); err != nil && !errors.Is(err, state.ErrConflict) {
 		return err
 	}
 	return nil
 }
 
+// relaunchReason marks a job put back to queued by relaunch until its new attempt is claimed.
+const relaunchReason = "relaunched: its runner ran another job"
+
 // relaunch puts a job that lost its runner back in the queue as a new launch attempt.
 func (h *Handler) relaunch(ctx context.Context, j state.Job) error {
+	old := j.InstanceID
 	j, err := h.jobs.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Queued,
-		state.Change{ClearInstance: true, NextAttempt: true})
+		state.Change{ClearInstance: true, NextAttempt: true, ExpectInstance: &old, Reason: relaunchReason})
 	if errors.Is(err, state.ErrConflict) {
-		return nil // it started or ended meanwhile
+		return nil // it started, ended or was rebound meanwhile
 	}
 	if err != nil {
 		return err
 	}
+	return h.publishRelaunch(ctx, j)
+}
+
+// publishRelaunch queues the launch of attempt j.Attempt; its deduplication id carries the
+// attempt, and a duplicate that gets through finds the job claimed.
+func (h *Handler) publishRelaunch(ctx context.Context, j state.Job) error {
 	m := queue.Message{
 		Version: queue.Version, Action: queue.ActionQueued, DeliveryID: "relaunch-" + strconv.Itoa(j.Attempt),
 		Host: j.Host, InstallationID: j.InstallationID, Owner: j.Owner, OwnerType: j.OwnerType, Repo: j.Repo,
@@ -104,12 +146,13 @@ func (h *Handler) relaunch(ctx context.Context, j state.Job) error {
 }
 
 // terminateSpare removes a runner nobody will take. The GitHub registration goes first: GitHub
-// refuses to delete a busy runner, so a runner that took a job a moment ago is never killed.
+// refuses to delete a busy runner (422), so a runner that took a job a moment ago is left alone.
 func (h *Handler) terminateSpare(ctx context.Context, r state.Runner) error {
-	if r.RunnerID == 0 {
-		return nil // still being registered by its provisioning; the next count sees it
+	err := h.github.DeleteRunner(ctx, runnerTarget(r), r.RunnerID)
+	if errors.Is(err, githubapp.ErrInvalid) {
+		return nil // busy: it took a job; its in_progress event will say which
 	}
-	if err := h.github.DeleteRunner(ctx, runnerTarget(r), r.RunnerID); err != nil {
+	if err != nil {
 		return fmt.Errorf("deregister spare runner %s: %w", r.InstanceID, err)
 	}
 	if _, err := h.jobs.UpdateRunner(ctx, r.InstanceID, []state.RunnerState{state.Idle}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) {
@@ -118,7 +161,7 @@ func (h *Handler) terminateSpare(ctx context.Context, r state.Runner) error {
 	return errors.Join(
 		h.fleet.Terminate(ctx, r.InstanceID),
 		h.jit.Delete(ctx, r.InstanceID),
-		h.jobs.ReleaseSlot(ctx, r.InstanceID, h.cfg.MaxRunners, h.presetCap(ctx, r.Preset)))
+		h.jobs.ReleaseSlot(ctx, r.InstanceID))
 }
 
 // runnerTarget is where a runner is registered.

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -119,7 +118,7 @@ func newRig(t *testing.T) *rig {
 	r.ec2raw = ec2.NewFromConfig(cfg)
 	r.ec2 = ec2world.New(r.ec2raw)
 	r.world = ec2world.Setup(t, r.ec2raw)
-	r.store = state.New(dynamodb.NewFromConfig(cfg), world.StateTable(t, cfg)).WithClock(func() time.Time { return r.now })
+	r.store = state.New(world.NewDynamoDB(cfg), world.StateTable(t, cfg)).WithClock(func() time.Time { return r.now })
 	r.ssm = ssm.NewFromConfig(cfg)
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
@@ -339,6 +338,16 @@ func (r *rig) complete(id int64, instanceID, conclusion string) {
 		m.RunnerName = runnerName(instanceID)
 	}
 	r.send(m)
+}
+
+// slots is the number of runners counted against the total cap.
+func (r *rig) slots() int {
+	r.t.Helper()
+	total, _, err := r.store.Slots(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return total
 }
 
 // record is an SQS record of m as the event source mapping would deliver it (for tests that

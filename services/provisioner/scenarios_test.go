@@ -151,8 +151,11 @@ func TestRunnerCap(t *testing.T) {
 	r.send(r.msg(queue.ActionQueued, 2))
 	r.drain(3)
 	states := []state.JobState{r.job(1).State, r.job(2).State}
-	if diff := cmp.Diff([]state.JobState{state.Launched, state.Provisioning}, states); diff != "" {
+	if diff := cmp.Diff([]state.JobState{state.Launched, state.Queued}, states); diff != "" {
 		t.Fatalf("states under the cap (-want +got):\n%s", diff)
+	}
+	if j := r.job(2); !strings.Contains(j.Reason, "runner cap reached") {
+		t.Errorf("waiting job's reason %q", j.Reason)
 	}
 	first := r.job(1).InstanceID
 	r.boot(first)
@@ -165,6 +168,38 @@ func TestRunnerCap(t *testing.T) {
 	if n := len(r.instances()); n != 2 {
 		t.Errorf("%d instances, want 2", n)
 	}
+	if total := r.slots(); total != 1 {
+		t.Errorf("%d slots counted, want 1 (job 2's runner)", total)
+	}
+}
+
+// TestWaitDoesNotHoldUpEvents (local world): with a cap of one, job 2 waits; its cancellation
+// arrives while it waits and is processed at once (the wait is not in the job's message group),
+// the waiting retry then finds the job cancelled and launches nothing, and no slot is left.
+func TestWaitDoesNotHoldUpEvents(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.h.cfg.MaxRunners = 1
+	inst := r.launched(1)
+	r.send(r.msg(queue.ActionQueued, 2))
+	r.drain(1)
+	if j := r.job(2); j.State != state.Queued {
+		t.Fatalf("job 2 is %s, want waiting", j.State)
+	}
+	r.complete(2, "", "cancelled")
+	r.assign(1, inst[1])
+	r.complete(1, inst[1], "success")
+	r.drain(6)
+	if j := r.job(2); j.State != state.Cancelled {
+		t.Errorf("job 2 is %s, want cancelled", j.State)
+	}
+	if n := len(r.ec2.Calls()); n != 1 {
+		t.Errorf("EC2 calls %v, want job 1's launch only", r.ec2.Calls())
+	}
+	if total := r.slots(); total != 0 {
+		t.Errorf("%d slots counted at the end, want 0", total)
+	}
+	r.settled([]int64{1, 2}, []string{inst[1]})
 }
 
 // TestAMIWait (local world): a preset mid-rebuild launches from its previous AMI; a preset with no
@@ -187,11 +222,9 @@ func TestAMIWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.send(r.msg(queue.ActionQueued, 2, "self-hosted", "spotrunner/linux-arm64"))
-	if rounds := r.drain(2); !cmp.Equal([]int{1, 1}, rounds) {
-		t.Errorf("rounds %v, want the job retried while no AMI exists", rounds)
-	}
-	if j := r.job(2); j.State != state.Provisioning {
-		t.Errorf("waiting job is %s", j.State)
+	r.drain(2)
+	if j := r.job(2); j.State != state.Queued || !strings.Contains(j.Reason, "waiting") || !strings.Contains(j.Reason, "no AMI yet") {
+		t.Errorf("waiting job = %s %q, want queued, waiting for an AMI", j.State, j.Reason)
 	}
 	r.now = r.now.Add(31 * time.Minute)
 	r.drain(2)

@@ -31,4 +31,5 @@ type Handler struct {
 	backoff    Backoff
 	now        func() time.Time
 	cfg        Settings
+	refusals   refusals
 }
