@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
@@ -237,5 +239,93 @@ func TestOperatorErrorReachesDLQ(t *testing.T) {
 	}
 	if n := len(r.instances()); n != 0 {
 		t.Errorf("%d instances launched for a job the App cannot serve", n)
+	}
+}
+
+// failOncePublisher fails its first Publish (SQS unavailable), then publishes for real.
+type failOncePublisher struct {
+	Publisher
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *failOncePublisher) Publish(ctx context.Context, m queue.Message) error {
+	f.mu.Lock()
+	first := !f.failed
+	f.failed = true
+	f.mu.Unlock()
+	if first {
+		return errors.New("sqs: service unavailable")
+	}
+	return f.Publisher.Publish(ctx, m)
+}
+
+// TestRelaunchSurvivesPublishFailure (local world): job 1's runner is taken by job 3 and the
+// relaunch cannot be queued the first time. The in_progress event is retried, its follow-ups run
+// again, the relaunch goes out, and job 1 runs on a new instance.
+func TestRelaunchSurvivesPublishFailure(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	inst := r.launched(1)
+	r.h.requeue = &failOncePublisher{Publisher: r.h.requeue}
+	r.sim.AddJob(toSimJob(r.msg(queue.ActionQueued, 3)))
+	r.assign(3, inst[1])
+	rounds := r.drain(5)
+	if rounds[0] != 1 {
+		t.Errorf("rounds %v: the in_progress event should fail once", rounds)
+	}
+	j := r.job(1)
+	if j.State != state.Launched || j.Attempt != 1 || j.InstanceID == inst[1] {
+		t.Fatalf("job 1 = %s attempt %d on %s, want relaunched", j.State, j.Attempt, j.InstanceID)
+	}
+}
+
+// flakyDB fails the first runner-item PutItem (DynamoDB throttling after the job's write).
+type flakyDB struct {
+	state.API
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *flakyDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if sk, ok := in.Item["sk"].(*dbtypes.AttributeValueMemberS); ok && sk.Value == "RUNNER" {
+		f.mu.Lock()
+		first := !f.failed
+		f.failed = true
+		f.mu.Unlock()
+		if first {
+			return nil, &dbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+		}
+	}
+	return f.API.PutItem(ctx, in, optFns...)
+}
+
+// TestRunnerRecordedAfterFailedWrite (local world): the instance is recorded on the job but the
+// runner item's write fails. The retry writes the runner item (with the slot), registers, and
+// the job launches; when it completes the slot is free again.
+func TestRunnerRecordedAfterFailedWrite(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.h.cfg.MaxRunners = 1
+	r.store = state.New(&flakyDB{API: world.NewDynamoDB(world.AWS(t))}, r.table).WithClock(func() time.Time { return r.now })
+	r.h.jobs = r.store
+	r.send(r.msg(queue.ActionQueued, 1))
+	if rounds := r.drain(3); rounds[0] != 1 {
+		t.Errorf("rounds %v, want the first to fail", rounds)
+	}
+	j := r.job(1)
+	ri, err := r.store.Runner(context.Background(), j.InstanceID)
+	if j.State != state.Launched || err != nil || !ri.HoldsSlot || ri.RunnerID == 0 {
+		t.Fatalf("job %s, runner %+v (%v); want launched with its runner recorded, holding the slot", j.State, ri, err)
+	}
+	if n := len(r.instances()); n != 1 {
+		t.Errorf("%d instances, want 1", n)
+	}
+	r.boot(j.InstanceID)
+	r.assign(1, j.InstanceID)
+	r.complete(1, j.InstanceID, "success")
+	r.drain(3)
+	if total := r.slots(); total != 0 {
+		t.Errorf("%d slots counted after the job completed, want 0", total)
 	}
 }

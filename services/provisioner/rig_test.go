@@ -103,6 +103,7 @@ type rig struct {
 	ssm     *ssm.Client
 	sqs     *sqs.Client
 	queue   string
+	table   string
 	aws     *callCounter
 	now     time.Time
 	presets staticPresets
@@ -118,7 +119,8 @@ func newRig(t *testing.T) *rig {
 	r.ec2raw = ec2.NewFromConfig(cfg)
 	r.ec2 = ec2world.New(r.ec2raw)
 	r.world = ec2world.Setup(t, r.ec2raw)
-	r.store = state.New(world.NewDynamoDB(cfg), world.StateTable(t, cfg)).WithClock(func() time.Time { return r.now })
+	r.table = world.StateTable(t, cfg)
+	r.store = state.New(world.NewDynamoDB(cfg), r.table).WithClock(func() time.Time { return r.now })
 	r.ssm = ssm.NewFromConfig(cfg)
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
