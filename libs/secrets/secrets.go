@@ -51,8 +51,13 @@ type cacheKey struct{ id, stage string }
 type entry struct {
 	value   []byte
 	missing bool // a cached ErrNotFound, so a never-rotated secret is not asked for on every call
+	fetched time.Time
 	expires time.Time
 }
+
+// minRefresh bounds Refresh: at most one forced read per secret in this time, so a flood of
+// badly signed requests cannot turn into a flood of Secrets Manager calls.
+const minRefresh = 30 * time.Second
 
 // New returns a store over api; ttl is how long a value is served from memory (e.g. 5 minutes).
 func New(api API, ttl time.Duration) *Store {
@@ -111,7 +116,28 @@ func (s *Store) get(ctx context.Context, id, stage string) ([]byte, error) {
 	return value, nil
 }
 
+// Refresh reads the current value again, past the cache, unless it was read less than 30 s ago;
+// changed reports a new value. A webhook signed with a secret rotated a moment ago is checked
+// against the new value at once instead of failing until the cache expires.
+func (s *Store) Refresh(ctx context.Context, id string) (changed bool, err error) {
+	k := cacheKey{id, current}
+	s.mu.Lock()
+	old, ok := s.cache[k]
+	if ok && s.now().Sub(old.fetched) < minRefresh {
+		s.mu.Unlock()
+		return false, nil
+	}
+	delete(s.cache, k)
+	s.mu.Unlock()
+	v, err := s.get(ctx, id, current)
+	if err != nil {
+		return false, err
+	}
+	return !ok || string(v) != string(old.value), nil
+}
+
 func (s *Store) put(k cacheKey, e entry) {
+	e.fetched = s.now()
 	e.expires = s.now().Add(s.ttl)
 	s.mu.Lock()
 	s.cache[k] = e
@@ -134,3 +160,6 @@ func (b Secret) Current(ctx context.Context) ([]byte, error) { return b.store.Cu
 func (b Secret) Previous(ctx context.Context) ([]byte, bool, error) {
 	return b.store.Previous(ctx, b.id)
 }
+
+// Refresh reads the current value again past the cache (at most every 30 s).
+func (b Secret) Refresh(ctx context.Context) (bool, error) { return b.store.Refresh(ctx, b.id) }

@@ -135,3 +135,35 @@ func TestStoreAgainstMoto(t *testing.T) {
 		t.Errorf("missing secret: err = %v, want ErrNotFound", err)
 	}
 }
+
+// TestRefresh: fixtures are a fake whose current value changes. Refresh reads past the cache and
+// reports the change; a second Refresh within 30 s makes no call; after 30 s it reads again.
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	api := &fakeAPI{values: map[string]string{"AWSCURRENT": "first-secret-value"}}
+	s := New(api, 5*time.Minute)
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := s.Current(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	api.values["AWSCURRENT"] = "second-secret-value"
+	if changed, err := s.Refresh(ctx, "w"); err != nil || changed {
+		t.Fatalf("Refresh right after a read = %v, %v; want no call, unchanged", changed, err)
+	}
+	now = now.Add(31 * time.Second)
+	if changed, err := s.Refresh(ctx, "w"); err != nil || !changed {
+		t.Fatalf("Refresh = %v, %v; want changed", changed, err)
+	}
+	if v, _ := s.Current(ctx, "w"); string(v) != "second-secret-value" {
+		t.Errorf("Current after Refresh = %q", v)
+	}
+	if changed, _ := s.Refresh(ctx, "w"); changed {
+		t.Error("a second Refresh within 30 s reported a change")
+	}
+	want := []string{"w@AWSCURRENT", "w@AWSCURRENT"}
+	if diff := cmp.Diff(want, api.calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}

@@ -16,10 +16,11 @@ import (
 )
 
 // SecretSource gives the webhook secret: the current value and, during a rotation, the previous
-// one (ok=false when there is none). secrets.Store does, bound to the secret's ARN.
+// one (ok=false when there is none), and a forced re-read of the current one. secrets.Secret does.
 type SecretSource interface {
 	Current(ctx context.Context) ([]byte, error)
 	Previous(ctx context.Context) ([]byte, bool, error)
+	Refresh(ctx context.Context) (changed bool, err error)
 }
 
 // Publisher puts a job event on the FIFO queue (queue.Publisher).
@@ -131,7 +132,21 @@ func (h *Handler) handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 }
 
 // verify checks the signature against the current secret and, during a rotation, the previous.
+// A mismatch re-reads the current secret once (rate-limited): GitHub does not retry a delivery,
+// so one signed with a secret rotated a moment ago must not fail until the cache expires.
 func (h *Handler) verify(ctx context.Context, sig string, body []byte) (bool, error) {
+	ok, err := h.checkSignature(ctx, sig, body)
+	if ok || err != nil {
+		return ok, err
+	}
+	changed, err := h.secrets.Refresh(ctx)
+	if err != nil || !changed {
+		return false, err
+	}
+	return h.checkSignature(ctx, sig, body)
+}
+
+func (h *Handler) checkSignature(ctx context.Context, sig string, body []byte) (bool, error) {
 	cur, err := h.secrets.Current(ctx)
 	if err != nil {
 		return false, err

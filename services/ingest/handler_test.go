@@ -48,6 +48,12 @@ func TestStatusCodes(t *testing.T) {
 		{name: "previous secret during rotation", secrets: &fakeSecrets{current: []byte("new-secret-value"), previous: []byte(testSecret)},
 			req:  func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, testSecret) },
 			want: outcome{202, "queued", ""}, published: 1},
+		{name: "secret rotated after it was cached", secrets: &fakeSecrets{current: []byte("old-secret-value"), rotated: []byte(testSecret)},
+			req:  func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, testSecret) },
+			want: outcome{202, "queued", ""}, published: 1},
+		{name: "wrong secret after a refresh", secrets: &fakeSecrets{current: []byte("old-secret-value"), rotated: []byte("newer-secret-value")},
+			req:  func() events.APIGatewayV2HTTPRequest { return delivery("workflow_job", "d1", job, testSecret) },
+			want: outcome{401, "error", "bad or missing signature"}},
 		{name: "base64 body", req: func() events.APIGatewayV2HTTPRequest {
 			r := delivery("workflow_job", "d1", job, testSecret)
 			r.Body, r.IsBase64Encoded = base64.StdEncoding.EncodeToString(job), true
@@ -130,7 +136,7 @@ func TestStatusCodes(t *testing.T) {
 			q := &fakeQueue{err: tt.queueErr}
 			h := newHandler(q, tt.filter)
 			if tt.secrets != nil {
-				h.secrets = *tt.secrets
+				h.secrets = tt.secrets
 			}
 			if diff := cmp.Diff(tt.want, call(t, h, tt.req())); diff != "" {
 				t.Errorf("outcome (-want +got):\n%s", diff)

@@ -18,15 +18,24 @@ import (
 
 const testSecret = "test-webhook-secret-0123456789"
 
-// fakeSecrets serves fixed secret values, or fails.
+// fakeSecrets serves fixed secret values, or fails. rotated, when set, is what a Refresh finds:
+// the value the secret was rotated to after the handler cached current.
 type fakeSecrets struct {
 	current, previous []byte
+	rotated           []byte
 	err               error
 }
 
-func (f fakeSecrets) Current(context.Context) ([]byte, error) { return f.current, f.err }
-func (f fakeSecrets) Previous(context.Context) ([]byte, bool, error) {
+func (f *fakeSecrets) Current(context.Context) ([]byte, error) { return f.current, f.err }
+func (f *fakeSecrets) Previous(context.Context) ([]byte, bool, error) {
 	return f.previous, f.previous != nil, f.err
+}
+func (f *fakeSecrets) Refresh(context.Context) (bool, error) {
+	if f.rotated == nil || string(f.rotated) == string(f.current) {
+		return false, f.err
+	}
+	f.current = f.rotated
+	return true, nil
 }
 
 // fakeQueue records what was published, or fails.
@@ -52,7 +61,7 @@ var testNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func newHandler(q Publisher, f Filter) *Handler {
 	return &Handler{
-		secrets: fakeSecrets{current: []byte(testSecret)},
+		secrets: &fakeSecrets{current: []byte(testSecret)},
 		queue:   q,
 		host:    "ghes.example.com",
 		filter:  f,
