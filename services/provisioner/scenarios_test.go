@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -230,5 +233,43 @@ func TestAMIWait(t *testing.T) {
 	r.drain(2)
 	if j := r.job(2); j.State != state.Failed || !strings.Contains(j.Reason, "has no AMI after waiting 30m0s") {
 		t.Errorf("job 2 = %s %q, want failed for want of an AMI", j.State, j.Reason)
+	}
+}
+
+// TestCapUnderConcurrency (local world): six jobs are handled by six concurrent invocations under a
+// total cap of two: exactly two instances launch, two slots are counted, the other four wait.
+func TestCapUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.h.cfg.MaxRunners = 2
+	ctx := context.Background()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for id := int64(1); id <= 6; id++ {
+		m := r.msg(queue.ActionQueued, id)
+		r.sim.AddJob(toSimJob(m))
+		wg.Go(func() {
+			<-start
+			if _, err := r.h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{record("m", m, 1)}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := len(r.instances()); n != 2 {
+		t.Errorf("%d instances under a cap of 2", n)
+	}
+	if total := r.slots(); total != 2 {
+		t.Errorf("%d slots counted, want 2", total)
+	}
+	waiting := 0
+	for id := int64(1); id <= 6; id++ {
+		if j := r.job(id); j.State == state.Queued && strings.Contains(j.Reason, "cap") {
+			waiting++
+		}
+	}
+	if waiting != 4 {
+		t.Errorf("%d jobs waiting on the cap, want 4", waiting)
 	}
 }
