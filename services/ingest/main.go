@@ -20,12 +20,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/spotrunner/spotrunner/libs/awsconfig"
-	"github.com/spotrunner/spotrunner/libs/config"
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
 	"github.com/spotrunner/spotrunner/libs/queue"
 	"github.com/spotrunner/spotrunner/libs/secrets"
+	"github.com/spotrunner/spotrunner/libs/service"
 )
 
 // Config is ingest's environment.
@@ -46,10 +45,7 @@ type Config struct {
 	MaxBodyBytes int `env:"MAX_BODY_BYTES, default=1048576"`
 	// SecretCacheTTL is optional, default 5m: how long the webhook secret is kept in memory.
 	SecretCacheTTL time.Duration `env:"SECRET_CACHE_TTL, default=5m"`
-	// LogLevel is optional, default info.
-	LogLevel string `env:"LOG_LEVEL, default=info"`
-	// AWSEndpointURL is optional: send every AWS call there (the local world).
-	AWSEndpointURL string `env:"AWS_ENDPOINT_URL"`
+	service.Runtime
 }
 
 // Validate checks what tags cannot.
@@ -77,14 +73,7 @@ func main() {
 
 func run(ctx context.Context) error {
 	var cfg Config
-	if err := config.Load(ctx, &cfg); err != nil {
-		return err
-	}
-	log, err := logging.New(os.Stdout, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	aws, err := awsconfig.Load(ctx, awsconfig.Options{EndpointURL: cfg.AWSEndpointURL})
+	log, aws, err := service.Start(ctx, &cfg)
 	if err != nil {
 		return err
 	}

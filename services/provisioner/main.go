@@ -31,14 +31,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/spotrunner/spotrunner/libs/awsconfig"
-	"github.com/spotrunner/spotrunner/libs/config"
 	"github.com/spotrunner/spotrunner/libs/fleet"
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
 	"github.com/spotrunner/spotrunner/libs/presets"
 	"github.com/spotrunner/spotrunner/libs/queue"
 	"github.com/spotrunner/spotrunner/libs/secrets"
+	"github.com/spotrunner/spotrunner/libs/service"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
@@ -80,10 +79,7 @@ type Config struct {
 	Partition string `env:"AWS_PARTITION, default=aws"`
 	// Region is set by Lambda.
 	Region string `env:"AWS_REGION, required"`
-	// LogLevel is optional, default info.
-	LogLevel string `env:"LOG_LEVEL, default=info"`
-	// AWSEndpointURL is optional: send every AWS call there (the local world).
-	AWSEndpointURL string `env:"AWS_ENDPOINT_URL"`
+	service.Runtime
 }
 
 // Validate checks what tags cannot.
@@ -109,14 +105,7 @@ func main() {
 
 func run(ctx context.Context) error {
 	var cfg Config
-	if err := config.Load(ctx, &cfg); err != nil {
-		return err
-	}
-	log, err := logging.New(os.Stdout, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	aws, err := awsconfig.Load(ctx, awsconfig.Options{EndpointURL: cfg.AWSEndpointURL})
+	log, aws, err := service.Start(ctx, &cfg)
 	if err != nil {
 		return err
 	}
