@@ -191,33 +191,35 @@ func queryInt(v string, def int) int {
 	return n
 }
 
-func (s *Server) getRunner(r *http.Request) reply {
+// runnerAt returns the runner the path names, at the path's org or repo level; s.mu must be held.
+func (s *Server) runnerAt(r *http.Request) (*runnerRecord, bool) {
 	id, ok := pathID(r, "runner_id")
 	if !ok {
-		return notFound()
+		return nil, false
 	}
 	owner, repoName := level(r)
+	rr := s.runners[id]
+	return rr, rr != nil && atLevel(rr, owner, repoName)
+}
+
+func (s *Server) getRunner(r *http.Request) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rr := s.runners[id]
-	if rr == nil || !atLevel(rr, owner, repoName) {
+	rr, ok := s.runnerAt(r)
+	if !ok {
 		return notFound()
 	}
 	return okReply(s.runnerJSON(rr))
 }
 
 func (s *Server) deleteRunner(r *http.Request) reply {
-	id, ok := pathID(r, "runner_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rr, ok := s.runnerAt(r)
 	if !ok {
 		return notFound()
 	}
-	owner, repoName := level(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rr := s.runners[id]
-	if rr == nil || !atLevel(rr, owner, repoName) {
-		return notFound()
-	}
+	id := rr.ID
 	if rr.Busy {
 		return unprocessable(fmt.Sprintf("Bad request - Runner %q is still running a job", rr.Name))
 	}

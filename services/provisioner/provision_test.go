@@ -128,7 +128,7 @@ func TestDuplicatesLaunchOnce(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	m := r.msg(queue.ActionQueued, 2)
-	r.sim.AddJob(simJob(m))
+	r.sim.AddJob(toSimJob(m))
 	ctx := context.Background()
 	for i := range 5 {
 		resp, _ := r.h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{record("m", m, i+1)}})
@@ -137,7 +137,7 @@ func TestDuplicatesLaunchOnce(t *testing.T) {
 		}
 	}
 	m2 := r.msg(queue.ActionQueued, 3)
-	r.sim.AddJob(simJob(m2))
+	r.sim.AddJob(toSimJob(m2))
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for range 2 {
@@ -225,8 +225,8 @@ func TestBatchSemantics(t *testing.T) {
 	aLater := r.msg(queue.ActionInProgress, 20)
 	aLater.RunnerName = "spotrunner-i-000"
 	b := r.msg(queue.ActionQueued, 21)
-	r.sim.AddJob(simJob(a))
-	r.sim.AddJob(simJob(b))
+	r.sim.AddJob(toSimJob(a))
+	r.sim.AddJob(toSimJob(b))
 	r.sim.Fail("POST /app/installations/*/access_tokens", 1, 502) // a's Check fails, b's succeeds
 	bad := events.SQSMessage{MessageId: "bad", Body: `{"version":9,"host":"` + r.host + `","jobId":22}`, Attributes: map[string]string{"MessageGroupId": "22"}}
 	junk := events.SQSMessage{MessageId: "junk", Body: `{not json`, Attributes: map[string]string{"MessageGroupId": "23"}}
@@ -249,8 +249,6 @@ func TestBatchSemantics(t *testing.T) {
 		t.Errorf("malformed message's job = %s %q", j.State, j.Reason)
 	}
 }
-
-func simJob(m queue.Message) ghessimJob { return toSimJob(m) } // the simulator must know a job to assign it
 
 // TestRequirementsJob (local world): a cpu=4,ram=16 job launches through attribute-based
 // selection on the preset's architecture (the layer in front of moto picks the type AWS would:

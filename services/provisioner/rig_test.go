@@ -360,8 +360,7 @@ func record(id string, m queue.Message, receives int) events.SQSMessage {
 		"MessageGroupId": m.GroupID(), "ApproximateReceiveCount": strconv.Itoa(receives)}}
 }
 
-type ghessimJob = ghessim.Job
-
+// toSimJob is the simulator's record of m's job: it must know a job to assign it to a runner.
 func toSimJob(m queue.Message) ghessim.Job {
 	return ghessim.Job{ID: m.JobID, RunID: m.RunID, RunAttempt: m.RunAttempt, Owner: m.Owner, Repo: m.Repo, Labels: m.Labels}
 }
