@@ -8,7 +8,9 @@
 //     answer for a token is returned for every later call with it, without asking moto again
 //     (and IdempotentParameterMismatch when a later call changes the request);
 //  4. injects fleet errors moto never returns (FailFleet): an HTTP 200 answer with zero instances
-//     and the given code in its Errors array, as AWS answers when no pool has capacity;
+//     and the given code in its Errors array, as AWS answers when no pool has capacity, or when
+//     IAM denies the launches an instant fleet makes with the caller's permissions
+//     (UnauthorizedOperation: moto enforces no IAM);
 //  5. turns InstanceRequirements overrides (attribute-based selection, on which moto fails with
 //     HTTP 500 when the launch template names no instance type) into the instance type AWS would
 //     pick: the smallest type of a built-in catalogue that meets the requirements and runs the AMI.
@@ -95,8 +97,10 @@ func (e *EC2) FailCall(op string, n int, err error) {
 
 // FailFleet makes the next n CreateFleet calls of capacityType ("spot", "on-demand", or "" for any)
 // answer as AWS does when no pool can launch: HTTP 200, a fleet id, zero instances, and one error
-// per pool with code and message. The answer is remembered for the call's ClientToken like any
-// other. A call replaying a known token does not use up a fault.
+// per pool with code and message, e.g. FailFleet(1, "spot", "UnauthorizedOperation", "You are not
+// authorized to perform this operation. Encoded authorization failure message: ...") for a role
+// that may launch on-demand but not spot. The answer is remembered for the call's ClientToken
+// like any other. A call replaying a known token does not use up a fault.
 func (e *EC2) FailFleet(n int, capacityType, code, message string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -38,7 +38,13 @@ var appKey = sync.OnceValue(func() *rsa.PrivateKey {
 // installation (octocat, repo octocat/tools).
 func startSim(t *testing.T) (*Server, string) {
 	t.Helper()
-	s, base := Start(t, Options{AppID: testAppID, AppPublicKey: &appKey().PublicKey, WebhookSecret: []byte(testSecret)})
+	return startSimAt(t, "")
+}
+
+// startSimAt is startSim for a GHES host name ("" for the default).
+func startSimAt(t *testing.T, host string) (*Server, string) {
+	t.Helper()
+	s, base := Start(t, Options{AppID: testAppID, AppPublicKey: &appKey().PublicKey, WebhookSecret: []byte(testSecret), Host: host})
 	s.AddInstallation(testOrgInst, testOrg, "Organization")
 	s.AddRepo(testOrg, "app", true)
 	s.AddInstallation(testUsrInst, testUser, "User")

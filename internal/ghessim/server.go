@@ -62,6 +62,10 @@ type Server struct {
 	handler http.Handler // the routes, behind the /api/v3 prefix
 	client  *http.Client // sends webhooks
 
+	// actionsTenant and actionsTenantID name this server's Actions service in the URLs of JIT
+	// configs, as GitHub's tenant path and token URL do.
+	actionsTenant, actionsTenantID string
+
 	mu            sync.Mutex
 	nextID        int64 // ids of accounts, repos, runners, labels and deliveries
 	accounts      map[string]*account
@@ -83,7 +87,9 @@ func New(opts Options) *Server {
 		opts.Host = "ghes.local"
 	}
 	s := &Server{
-		opts: opts,
+		opts:            opts,
+		actionsTenant:   randomAlphanumeric(50),
+		actionsTenantID: newGUID(),
 		client: &http.Client{
 			// Hookshot does not follow redirects; neither may a redirect lead a webhook off loopback.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

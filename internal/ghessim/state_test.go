@@ -1,6 +1,7 @@
 package ghessim
 
 import (
+	"bytes"
 	"encoding/base64"
 	"net/http"
 	"strconv"
@@ -166,7 +167,8 @@ func TestCompleteJob(t *testing.T) {
 }
 
 // TestConnectRunner: no fixtures. A JIT config must decode to the runner's settings, connect its
-// runner once, and be refused when reused, forged, or its runner was deleted.
+// runner once (also after instance/bootstrap.sh marked it disableUpdate), and be refused when
+// reused, forged, carrying another or a cut key, or its runner was deleted.
 func TestConnectRunner(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -197,6 +199,28 @@ func TestConnectRunner(t *testing.T) {
 			return cfg
 		}, "no such runner"},
 		{"not base64", func(*Server, string, string, string) string { return "%%%" }, "decode JIT config"},
+		{"marked disableUpdate by the bootstrap", func(_ *Server, _, _, cfg string) string {
+			// What bootstrap.sh's without_update does with jq: a byte order mark dropped, a
+			// boolean "disableUpdate" appended after GitHub's "DisableUpdate": "False".
+			return editJIT(t, cfg, func(files map[string][]byte) {
+				files[".runner"] = append(bytes.TrimSuffix(files[".runner"], []byte("}")), `,"disableUpdate":true}`...)
+			})
+		}, ""},
+		{"byte order mark in .runner", func(_ *Server, _, _, cfg string) string {
+			return editJIT(t, cfg, func(files map[string][]byte) { files[".runner"] = append([]byte("\ufeff"), files[".runner"]...) })
+		}, ""},
+		{"another runner's key", func(s *Server, _, _, cfg string) string {
+			id := s.Runners()[0].ID
+			return editJIT(t, cfg, func(files map[string][]byte) { files[".credentials_rsaparams"] = jsonOf(t, keyFor(id+1).params) })
+		}, "not the key GitHub issued"},
+		{"key cut short", func(s *Server, _, _, cfg string) string {
+			cut := keyFor(s.Runners()[0].ID).params
+			cut.Modulus = cut.Modulus[1:]
+			return editJIT(t, cfg, func(files map[string][]byte) { files[".credentials_rsaparams"] = jsonOf(t, cut) })
+		}, "modulus is 255 bytes, want 256"},
+		{"no key", func(_ *Server, _, _, cfg string) string {
+			return editJIT(t, cfg, func(files map[string][]byte) { delete(files, ".credentials_rsaparams") })
+		}, "decode .credentials_rsaparams"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

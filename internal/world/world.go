@@ -5,6 +5,14 @@
 // A test that needs the world calls Endpoint or Fixture first. Under `make test` (SPOTRUNNER_WORLD=1)
 // a missing piece fails the test loudly; under a plain `go test ./...` it skips with the reason, so
 // that plain run stays fast and needs nothing started.
+//
+// Where moto is laxer than AWS in a way the project relies on, the package's clients put AWS's
+// behaviour in front of it (EC2's is package ec2world):
+//
+//   - DynamoDB (NewDynamoDB) makes conditional writes and transactions atomic (see its doc);
+//   - SSM (NewSSM) refuses parameter values longer than their tier holds (Standard 4096
+//     characters, Advanced 8192) with AWS's ValidationException, and stores
+//     Intelligent-Tiering values in the tier AWS would choose.
 package world
 
 import (

@@ -158,6 +158,16 @@ func noInstance(codes ...string) answer {
 	return answer{out: out}
 }
 
+// noInstanceMessages is a fleet answer with zero instances and one error per message, all with
+// code (as AWS answers when every pool fails the same way, each with its own message).
+func noInstanceMessages(code string, messages ...string) answer {
+	out := &ec2.CreateFleetOutput{FleetId: aws.String("fleet-failed")}
+	for _, m := range messages {
+		out.Errors = append(out.Errors, types.CreateFleetError{ErrorCode: aws.String(code), ErrorMessage: aws.String(m)})
+	}
+	return answer{out: out}
+}
+
 // instance is an instance as DescribeInstances reports it.
 func instance(id, state, lifecycle string, launched time.Time, tags ...string) types.Instance {
 	i := types.Instance{

@@ -7,8 +7,9 @@
 // instances when no pool could fill it, and maps EC2's error codes to the sentinel errors below,
 // which the provisioner classifies (transient, operator-fixable, user error) in one place.
 //
-// Every instance and volume Launch creates carries ManagedTag=true; Terminate refuses any instance
-// without it, so nothing this package does can touch an instance we did not launch.
+// Every fleet, instance and volume Launch creates carries ManagedTag=true (the stack's IAM policy
+// allows launches only with it); Terminate refuses any instance without it, so nothing this
+// package does can touch an instance we did not launch. Lookup reads one instance by id.
 package fleet
 
 import (
@@ -19,12 +20,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 )
 
-// ManagedTag marks an instance (and its volumes) as launched by spotrunner; its value is "true".
+// ManagedTag marks a fleet, instance or volume as launched by spotrunner; its value is "true".
 const ManagedTag = "spotrunner:managed"
 
-// Sentinel errors. Launch, Find and Terminate wrap them; test with errors.Is.
+// Sentinel errors. Launch, Find, Lookup and Terminate wrap them; test with errors.Is.
 var (
 	// ErrCapacity: EC2 had no capacity for any of the request's pools (every error code the fleet
 	// returned is a capacity or quota one). Transient: retry later, with a new ClientToken.
@@ -36,6 +38,18 @@ var (
 	// permissions), or the Request is invalid. Retrying the same request cannot succeed; an operator
 	// has to fix the preset or the stack.
 	ErrLaunchConfig = errors.New("launch configuration rejected")
+	// ErrUnauthorized: IAM denied the launch (UnauthorizedOperation, AuthFailure...), whether
+	// CreateFleet answered with it or the fleet reported it in its Errors for any of its pools.
+	// Operator-fixable: the function's role lacks a permission, which the error names. It is a
+	// kind of ErrLaunchConfig (errors.Is matches both), so code that only knows ErrLaunchConfig
+	// still treats it as the operator's; test ErrUnauthorized first to tell it apart. It never
+	// counts as no capacity, and SpotPreferred never falls back to on-demand because of it.
+	ErrUnauthorized = fmt.Errorf("%w: not authorized by IAM", ErrLaunchConfig)
+	// ErrTokenReused: EC2 refused the ClientToken because it came with a request that differs
+	// from the one it was first sent with (IdempotentParameterMismatch), e.g. a retry after the
+	// preset's AMI or types changed. Not a configuration error: the caller finds the instance of
+	// the token's first request, or moves on to a new token.
+	ErrTokenReused = errors.New("client token already used with another request")
 	// ErrNotOurs: Terminate was asked to terminate an instance without ManagedTag=true.
 	ErrNotOurs = errors.New("instance not managed by spotrunner")
 )
@@ -110,7 +124,8 @@ type Request struct {
 	// DiskSizeGB is optional; when > 0 the root volume (RootDevice) is that size, gp3, encrypted.
 	// Otherwise the launch template's root volume is used as it is.
 	DiskSizeGB int
-	// Tags are put on the instance and its volumes. Optional; ManagedTag=true is always added.
+	// Tags are put on the fleet, the instance and its volumes. Optional; ManagedTag=true is always
+	// added.
 	Tags map[string]string
 }
 
@@ -143,12 +158,15 @@ func New(api EC2) *Client { return &Client{api: api, now: time.Now} }
 //   - SpotOnly: one instant fleet, spot, price-capacity-optimized.
 //   - OnDemandOnly: one instant fleet, on-demand, lowest-price.
 //   - SpotPreferred: the spot fleet first (token+"-spot"); only when it definitively launched no
-//     instance (HTTP 200, zero instances) and not because of throttling, an on-demand fleet
-//     (token+"-od"). An API error on the spot call never falls back: the spot fleet may exist, and
-//     a retry with the same token finds out.
+//     instance (HTTP 200, zero instances) and not because of throttling or a denial, an
+//     on-demand fleet (token+"-od"). An API error on the spot call never falls back: the spot
+//     fleet may exist, and a retry with the same token finds out. A denial never falls back
+//     either: a role that may not launch spot must fail the first job, not pay on-demand prices
+//     for every job after it.
 //
-// Zero instances is always an error, wrapping ErrCapacity, ErrThrottled or ErrLaunchConfig as the
-// fleet's error codes say (or none of them for unknown codes, or no Errors at all).
+// Zero instances is always an error, wrapping ErrCapacity, ErrThrottled, ErrLaunchConfig or
+// ErrUnauthorized as the fleet's error codes say (or none of them for unknown codes, or no Errors
+// at all). An authorization failure names the permission it most likely lacks.
 func (c *Client) Launch(ctx context.Context, r Request) (Instance, error) {
 	if err := r.validate(); err != nil {
 		return Instance{}, fmt.Errorf("launch %q: %w", r.ClientToken, err)
@@ -161,7 +179,7 @@ func (c *Client) Launch(ctx context.Context, r Request) (Instance, error) {
 	}
 	inst, spotErr := c.launch(ctx, r, types.DefaultTargetCapacityTypeSpot, r.ClientToken+"-spot")
 	var none *noInstanceError
-	if spotErr == nil || !errors.As(spotErr, &none) || errors.Is(spotErr, ErrThrottled) {
+	if spotErr == nil || !errors.As(spotErr, &none) || errors.Is(spotErr, ErrThrottled) || errors.Is(spotErr, ErrUnauthorized) {
 		return inst, spotErr
 	}
 	inst, err := c.launch(ctx, r, types.DefaultTargetCapacityTypeOnDemand, r.ClientToken+"-od")
@@ -175,7 +193,12 @@ func (c *Client) Launch(ctx context.Context, r Request) (Instance, error) {
 func (c *Client) launch(ctx context.Context, r Request, capacity types.DefaultTargetCapacityType, token string) (Instance, error) {
 	out, err := c.api.CreateFleet(ctx, fleetInput(r, capacity, token))
 	if err != nil {
-		return Instance{}, classified(fmt.Errorf("create %s fleet %q: %w", capacity, token, err))
+		err = classified(fmt.Errorf("create %s fleet %q: %w", capacity, token, err))
+		var api smithy.APIError
+		if errors.Is(err, ErrUnauthorized) && errors.As(err, &api) {
+			err = fmt.Errorf("%w; missing permission: %s; see %s", err, missingPermission(api.ErrorCode(), api.ErrorMessage(), capacity, false), iamDoc)
+		}
+		return Instance{}, err
 	}
 	if out == nil {
 		out = &ec2.CreateFleetOutput{}
@@ -188,7 +211,7 @@ func (c *Client) launch(ctx context.Context, r Request, capacity types.DefaultTa
 		// that failed first (AWS reports them even when a later pool succeeded), not a failure.
 		return launched(fi, capacity, c.now(), r.tags()), nil
 	}
-	return Instance{}, fmt.Errorf("create %s fleet %q: %w", capacity, token, newNoInstanceError(out))
+	return Instance{}, fmt.Errorf("create %s fleet %q: %w", capacity, token, newNoInstanceError(out, capacity))
 }
 
 // launched converts the fleet's answer for an instance it launched.

@@ -38,6 +38,26 @@ func (c *Client) Find(ctx context.Context, tags map[string]string) ([]Instance, 
 	return found, nil
 }
 
+// Lookup returns the instance with the given id, in any state (State says which), and found=false
+// when EC2 does not know the id: never launched, or terminated long enough ago that EC2 forgot
+// it. It does not check ManagedTag; Tags has it. Like Terminate it asks with an instance-id
+// filter, so an unknown id is an answer, not InvalidInstanceID.NotFound.
+func (c *Client) Lookup(ctx context.Context, id string) (Instance, bool, error) {
+	if id == "" {
+		return Instance{}, false, errors.New("look up instance: no id")
+	}
+	got, err := c.describe(ctx, []types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}})
+	if err != nil {
+		return Instance{}, false, fmt.Errorf("look up instance %q: %w", id, err)
+	}
+	for _, inst := range got {
+		if inst.ID == id {
+			return inst, true, nil
+		}
+	}
+	return Instance{}, false, nil
+}
+
 // Terminate terminates the given instances, but only those tagged ManagedTag=true: it looks them up
 // first, and refuses the others (the error lists them and wraps ErrNotOurs) while still terminating
 // ours. Instances already gone, terminated or shutting down are not an error.

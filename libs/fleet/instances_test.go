@@ -146,3 +146,72 @@ func TestTerminate(t *testing.T) {
 		})
 	}
 }
+
+// TestLookup: fixtures are account()'s instances. Lookup of job 42's running spot runner and of
+// its terminated first try must return each with its state, capacity type and tags; an id EC2
+// does not know must be found=false without an error; every look-up must ask with an instance-id
+// filter (an InstanceIds list fails with NotFound instead); a throttled call is ErrThrottled and
+// an empty id an error that asks EC2 nothing.
+func TestLookup(t *testing.T) {
+	t.Parallel()
+	tags := map[string]string{ManagedTag: "true", "spotrunner:job": "ghes/42"}
+	tests := []struct {
+		name      string
+		id        string
+		errs      map[string]error
+		want      Instance
+		wantFound bool
+		wantErr   bool
+		wantKind  error
+		wantCalls int // DescribeInstances calls
+	}{
+		{
+			name: "live", id: "i-42spot", wantFound: true, wantCalls: 1,
+			want: Instance{ID: "i-42spot", InstanceType: "m5.large", CapacityType: Spot, SubnetID: "subnet-a", State: "running", LaunchedAt: t0.Add(time.Minute), Tags: tags},
+		},
+		{
+			name: "terminated", id: "i-42old", wantFound: true, wantCalls: 1,
+			want: Instance{ID: "i-42old", InstanceType: "m5.large", CapacityType: Spot, SubnetID: "subnet-a", State: "terminated", LaunchedAt: t0.Add(-time.Hour), Tags: tags},
+		},
+		{
+			name: "unknown", id: "i-00000000000000000", wantCalls: 1,
+		},
+		{
+			name: "throttled", id: "i-42spot", wantCalls: 1,
+			errs:    map[string]error{"DescribeInstances": apiError("RequestLimitExceeded", "Request limit exceeded.")},
+			wantErr: true, wantKind: ErrThrottled,
+		},
+		{
+			name: "no id", id: "", wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := account()
+			for op, err := range tt.errs {
+				f.errs[op] = err
+			}
+			got, found, err := New(f).Lookup(context.Background(), tt.id)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Lookup(%q) error = %v, want error %v", tt.id, err, tt.wantErr)
+			}
+			checkKind(t, err, tt.wantKind)
+			if found != tt.wantFound {
+				t.Errorf("Lookup(%q) found = %v, want %v", tt.id, found, tt.wantFound)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Lookup(%q) (-want +got):\n%s", tt.id, diff)
+			}
+			if len(f.describes) != tt.wantCalls {
+				t.Fatalf("%d DescribeInstances calls, want %d", len(f.describes), tt.wantCalls)
+			}
+			for _, in := range f.describes {
+				want := []types.Filter{{Name: aws.String("instance-id"), Values: []string{tt.id}}}
+				if diff := cmp.Diff(want, in.Filters, cmpSDK); diff != "" || in.InstanceIds != nil {
+					t.Errorf("DescribeInstances ids %v, filters (-want +got):\n%s", in.InstanceIds, diff)
+				}
+			}
+		})
+	}
+}

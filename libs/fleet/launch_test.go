@@ -130,22 +130,32 @@ func dropUnset(v any) any {
 	return v
 }
 
-var sentinels = []error{ErrCapacity, ErrThrottled, ErrLaunchConfig, ErrNotOurs}
+var sentinels = []error{ErrCapacity, ErrThrottled, ErrLaunchConfig, ErrUnauthorized, ErrTokenReused, ErrNotOurs}
 
-// checkKind fails unless err wraps exactly the sentinel want (none when want is nil).
+// checkKind fails unless err wraps exactly the sentinel want (none when want is nil), and the
+// sentinels want is a kind of: ErrUnauthorized is also ErrLaunchConfig.
 func checkKind(t *testing.T, err, want error) {
 	t.Helper()
 	for _, s := range sentinels {
-		if got := errors.Is(err, s); got != (s == want) {
-			t.Errorf("errors.Is(err, %q) = %v, want %v; err = %v", s, got, !got, err)
+		wanted := s == want || s == ErrLaunchConfig && want == ErrUnauthorized
+		if got := errors.Is(err, s); got != wanted {
+			t.Errorf("errors.Is(err, %q) = %v, want %v; err = %v", s, got, wanted, err)
 		}
 	}
+}
+
+// denied is AWS's message for a pool the caller may not launch, with the pool's own encoded
+// authorization message.
+func denied(encoded string) string {
+	return "You are not authorized to perform this operation. Encoded authorization failure message: " + encoded
 }
 
 // TestLaunchOutcomes: fixtures are scripted CreateFleet answers (fleet Errors arrays, API errors,
 // empty answers) for each strategy. Each launch must make exactly the listed calls (capacity type
 // and token), return the instance the fleet launched with its capacity type, or an error that
-// wraps exactly the expected sentinel and names the codes and messages EC2 gave.
+// wraps exactly the expected sentinel and names the codes and messages EC2 gave. A denial must be
+// ErrUnauthorized wherever it appears, never fall back to on-demand, and name the missing
+// permission; a reused token must be ErrTokenReused, not a configuration error.
 func TestLaunchOutcomes(t *testing.T) {
 	t.Parallel()
 	const token = "ghes-example-com-42-a1"
@@ -171,6 +181,7 @@ func TestLaunchOutcomes(t *testing.T) {
 		wantErr   bool
 		wantKind  error
 		wantText  []string
+		wantNot   []string // text the error must not contain
 	}{
 		{
 			name: "spotOnly launches spot", strategy: SpotOnly,
@@ -223,9 +234,48 @@ func TestLaunchOutcomes(t *testing.T) {
 			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrLaunchConfig,
 		},
 		{
-			name: "spotOnly: not allowed", strategy: SpotOnly,
-			answers:   []answer{{err: apiError("UnauthorizedOperation", "You are not authorized to perform this operation.")}},
-			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrLaunchConfig,
+			name: "spotOnly: CreateFleet denied as an API error", strategy: SpotOnly,
+			answers:   []answer{{err: apiError("UnauthorizedOperation", denied("api-encoded"))}},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"UnauthorizedOperation", "api-encoded", "missing permission: ec2:CreateFleet on arn:aws:ec2:<region>:<account>:fleet/*", "docs/provisioning.md#iam-for-launches"},
+		},
+		{
+			name: "spotOnly: the denial AWS names is the missing permission", strategy: SpotOnly,
+			answers: []answer{{err: apiError("UnauthorizedOperation", "You are not authorized to perform this operation. "+
+				"User: arn:aws:sts::123456789012:assumed-role/provisioner/x is not authorized to perform: ec2:CreateFleet "+
+				"on resource: arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-1 because no identity-based policy allows "+
+				"the ec2:CreateFleet action. Encoded authorization failure message: xyz")}},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"missing permission: ec2:CreateFleet on arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-1;"},
+		},
+		{
+			name: "spotOnly: spot launches denied in the Errors array are not capacity", strategy: SpotOnly,
+			answers:   []answer{noInstanceMessages("UnauthorizedOperation", denied("pool-1"), denied("pool-2"), denied("pool-3"), denied("pool-4"))},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"UnauthorizedOperation: " + denied("pool-1") + " (4 pools)",
+				"missing permission: ec2:RunInstances on arn:aws:ec2:<region>:<account>:spot-instances-request/* (spot launches)"},
+			wantNot: []string{"pool-2"},
+		},
+		{
+			name: "spotOnly: a denial next to capacity errors is a denial", strategy: SpotOnly,
+			answers:   []answer{noInstance("InsufficientInstanceCapacity", "UnauthorizedOperation", "InsufficientInstanceCapacity")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+		},
+		{
+			name: "spotOnly: a denial next to throttling is a denial", strategy: SpotOnly,
+			answers:   []answer{noInstance("RequestLimitExceeded", "Client.UnauthorizedOperation")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+		},
+		{
+			name: "spotOnly: no spot service-linked role", strategy: SpotOnly,
+			answers:   []answer{noInstance("AuthFailure.ServiceLinkedRoleCreationNotPermitted")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"missing permission: iam:CreateServiceLinkedRole for spot.amazonaws.com"},
+		},
+		{
+			name: "spotOnly: token reused with another request", strategy: SpotOnly,
+			answers:   []answer{{err: apiError("IdempotentParameterMismatch", "The client token was used before with different parameters.")}},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrTokenReused, wantText: []string{"IdempotentParameterMismatch", token},
 		},
 		{
 			name: "spotOnly: unknown codes are unclassified", strategy: SpotOnly,
@@ -283,6 +333,33 @@ func TestLaunchOutcomes(t *testing.T) {
 			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantText: []string{"InternalError"},
 		},
 		{
+			name: "spotPreferred: spot denied does not fall back", strategy: SpotPreferred,
+			answers:   []answer{noInstance("UnauthorizedOperation", "UnauthorizedOperation")},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"spot-instances-request/*"},
+		},
+		{
+			name: "spotPreferred: spot denied for some pools does not fall back", strategy: SpotPreferred,
+			answers:   []answer{noInstance("InsufficientInstanceCapacity", "UnauthorizedOperation")},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrUnauthorized,
+		},
+		{
+			name: "spotPreferred: spot service-linked role missing does not fall back", strategy: SpotPreferred,
+			answers:   []answer{noInstance("AuthFailure.ServiceLinkedRoleCreationNotPermitted")},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrUnauthorized,
+		},
+		{
+			name: "spotPreferred: on-demand denied after spot capacity", strategy: SpotPreferred,
+			answers:   []answer{noInstance("InsufficientInstanceCapacity"), noInstance("UnauthorizedOperation")},
+			wantCalls: []string{"spot " + token + "-spot", "on-demand " + token + "-od"}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"iam:PassRole on the runner instance role"},
+		},
+		{
+			name: "spotPreferred: a reused spot token does not fall back", strategy: SpotPreferred,
+			answers:   []answer{{err: apiError("IdempotentParameterMismatch", "The client token was used before with different parameters.")}},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrTokenReused,
+		},
+		{
 			name: "onDemandOnly launches on-demand", strategy: OnDemandOnly,
 			wantCalls: []string{"on-demand " + token}, want: onDemand("i-0001"),
 		},
@@ -295,6 +372,13 @@ func TestLaunchOutcomes(t *testing.T) {
 			name: "onDemandOnly: throttled", strategy: OnDemandOnly,
 			answers:   []answer{{err: apiError("RequestLimitExceeded", "Request limit exceeded.")}},
 			wantCalls: []string{"on-demand " + token}, wantErr: true, wantKind: ErrThrottled,
+		},
+		{
+			name: "onDemandOnly: denied in the Errors array", strategy: OnDemandOnly,
+			answers:   []answer{noInstance("UnauthorizedOperation")},
+			wantCalls: []string{"on-demand " + token}, wantErr: true, wantKind: ErrUnauthorized,
+			wantText: []string{"ec2:RunInstances on the launch template", "iam:PassRole on the runner instance role"},
+			wantNot:  []string{"spot-instances-request"},
 		},
 	}
 	for _, tt := range tests {
@@ -318,6 +402,11 @@ func TestLaunchOutcomes(t *testing.T) {
 				for _, s := range tt.wantText {
 					if !strings.Contains(err.Error(), s) {
 						t.Errorf("error %q does not name %q", err, s)
+					}
+				}
+				for _, s := range tt.wantNot {
+					if strings.Contains(err.Error(), s) {
+						t.Errorf("error %q names %q", err, s)
 					}
 				}
 				return

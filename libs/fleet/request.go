@@ -146,13 +146,16 @@ func overrides(r Request) []types.FleetLaunchTemplateOverridesRequest {
 	return out
 }
 
-// tagSpecifications puts tags on the instance and its volumes, in key order (stable requests).
+// tagSpecifications puts tags on the fleet, the instance and its volumes, in key order (stable
+// requests). The fleet carries them too because the stack allows ec2:CreateFleet on fleet/* only
+// with the request tag ManagedTag=true.
 func tagSpecifications(tags map[string]string) []types.TagSpecification {
 	var list []types.Tag
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		list = append(list, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
 	}
 	return []types.TagSpecification{
+		{ResourceType: types.ResourceTypeFleet, Tags: list},
 		{ResourceType: types.ResourceTypeInstance, Tags: list},
 		{ResourceType: types.ResourceTypeVolume, Tags: list},
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,7 +41,8 @@ func worldRequest(w ec2world.World, s fleet.Strategy) fleet.Request {
 
 // TestWorldLaunchFindTerminate (local world): fixtures are the world's template and subnets, one
 // spotOnly request, and an instance started with RunInstances without our tags. The launch must
-// give a spot m5.large whose tags (with the managed marker) EC2 shows; the same token again must
+// give a spot m5.large whose tags (with the managed marker) EC2 shows, on the instance and on its
+// one fleet (the stack's IAM policy allows CreateFleet only with them); the same token again must
 // give the same instance, so Find still finds exactly one; Terminate must terminate it (Find then
 // finds none) and refuse the untagged instance, which keeps running.
 func TestWorldLaunchFindTerminate(t *testing.T) {
@@ -75,6 +77,24 @@ func TestWorldLaunchFindTerminate(t *testing.T) {
 	wantTags := map[string]string{fleet.ManagedTag: "true", "spotrunner:job": r.Tags["spotrunner:job"], "spotrunner:preset": "linux-x64"}
 	if diff := cmp.Diff(wantTags, onEC2); diff != "" {
 		t.Errorf("tags on the instance (-want +got):\n%s", diff)
+	}
+
+	fleets, err := client.DescribeFleets(ctx, &ec2.DescribeFleetsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tagged []string // our fleets: tagged with the job and the managed marker
+	for _, f := range fleets.Fleets {
+		onFleet := map[string]string{}
+		for _, tag := range f.Tags {
+			onFleet[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+		}
+		if onFleet["spotrunner:job"] == r.Tags["spotrunner:job"] && onFleet[fleet.ManagedTag] == "true" {
+			tagged = append(tagged, aws.ToString(f.FleetId))
+		}
+	}
+	if len(tagged) != 1 {
+		t.Errorf("fleets tagged with the job and %s=true: %v, want one", fleet.ManagedTag, tagged)
 	}
 
 	found, err := c.Find(ctx, map[string]string{"spotrunner:job": r.Tags["spotrunner:job"]})
@@ -119,12 +139,18 @@ func TestWorldLaunchFindTerminate(t *testing.T) {
 	}
 }
 
+// deniedMessage is AWS's message in a fleet's Errors for a pool the caller may not launch.
+const deniedMessage = "You are not authorized to perform this operation. Encoded authorization failure message: " +
+	"EXAMPLEiWc3_qJ9vjnkn0s1Yj6nYt8qYQ"
+
 // TestWorldStrategies (local world): fixtures are the world, one launch per case and the faults
 // each case injects. spotPreferred without spot capacity must launch on-demand (two CreateFleet
 // calls) and Find must report it on-demand; spotOnly and onDemandOnly without capacity must be
 // ErrCapacity, and a retry with the same token must stay ErrCapacity (AWS replays the token's
-// first answer) while a new token launches; throttling must be ErrThrottled; requirements must
-// launch the smallest type of the AMI's architecture.
+// first answer) while a new token launches; throttling must be ErrThrottled; a denial (in the
+// fleet's Errors or as CreateFleet's API error) must be ErrUnauthorized, never ErrCapacity, name
+// the missing permission, and in spotPreferred make no on-demand call; requirements must launch
+// the smallest type of the AMI's architecture.
 func TestWorldStrategies(t *testing.T) {
 	t.Parallel()
 	client := ec2world.Client(t)
@@ -135,6 +161,7 @@ func TestWorldStrategies(t *testing.T) {
 		change    func(*fleet.Request)
 		faults    func(*ec2world.EC2)
 		wantKind  error
+		wantText  string // in the error
 		wantCap   string
 		wantType  string
 		wantCalls int // CreateFleet calls
@@ -170,6 +197,34 @@ func TestWorldStrategies(t *testing.T) {
 				e.FailCall(ec2world.CreateFleet, 1, ec2world.APIError("RequestLimitExceeded", "Request limit exceeded."))
 			},
 			wantKind: fleet.ErrThrottled, wantCalls: 1,
+		},
+		{
+			name: "spotPreferred with spot denied does not fall back", strategy: fleet.SpotPreferred,
+			faults: func(e *ec2world.EC2) {
+				e.FailFleet(1, "spot", "UnauthorizedOperation", deniedMessage)
+			},
+			wantKind: fleet.ErrUnauthorized, wantText: "spot-instances-request/*", wantCalls: 1,
+		},
+		{
+			name: "spotOnly with spot denied", strategy: fleet.SpotOnly,
+			faults: func(e *ec2world.EC2) {
+				e.FailFleet(1, "spot", "UnauthorizedOperation", deniedMessage)
+			},
+			wantKind: fleet.ErrUnauthorized, wantText: "spot-instances-request/*", wantCalls: 1,
+		},
+		{
+			name: "onDemandOnly denied", strategy: fleet.OnDemandOnly,
+			faults: func(e *ec2world.EC2) {
+				e.FailFleet(1, "on-demand", "UnauthorizedOperation", deniedMessage)
+			},
+			wantKind: fleet.ErrUnauthorized, wantText: "iam:PassRole", wantCalls: 1,
+		},
+		{
+			name: "CreateFleet denied as an API error", strategy: fleet.SpotPreferred,
+			faults: func(e *ec2world.EC2) {
+				e.FailCall(ec2world.CreateFleet, 1, ec2world.APIError("UnauthorizedOperation", deniedMessage))
+			},
+			wantKind: fleet.ErrUnauthorized, wantText: "ec2:CreateFleet", wantCalls: 1,
 		},
 		{
 			name: "requirements on arm64", strategy: fleet.SpotOnly,
@@ -208,6 +263,12 @@ func TestWorldStrategies(t *testing.T) {
 				if !errors.Is(err, tt.wantKind) {
 					t.Fatalf("Launch() = %+v, %v; want %v", inst, err, tt.wantKind)
 				}
+				if tt.wantKind != fleet.ErrCapacity && errors.Is(err, fleet.ErrCapacity) {
+					t.Errorf("Launch() = %v, want no ErrCapacity", err)
+				}
+				if !strings.Contains(err.Error(), tt.wantText) {
+					t.Errorf("Launch() = %v, want it to name %q", err, tt.wantText)
+				}
 				if errors.Is(err, fleet.ErrCapacity) {
 					if _, err := c.Launch(ctx, r); !errors.Is(err, fleet.ErrCapacity) {
 						t.Errorf("retry with the same token = %v, want ErrCapacity replayed", err)
@@ -231,6 +292,87 @@ func TestWorldStrategies(t *testing.T) {
 			}
 			if len(found) != 1 || found[0].ID != inst.ID || found[0].CapacityType != tt.wantCap || found[0].InstanceType != tt.wantType {
 				t.Errorf("Find() = %+v, want %s as %s %s", found, inst.ID, tt.wantCap, tt.wantType)
+			}
+		})
+	}
+}
+
+// TestWorldTokenReused (local world): fixtures are the world and one onDemandOnly request. The
+// request launches; the same token with another instance type must be ErrTokenReused, not
+// ErrLaunchConfig, and launch nothing more; the first request again must give its instance back.
+func TestWorldTokenReused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := ec2world.Client(t)
+	w := ec2world.Setup(t, client)
+	c := fleet.New(ec2world.New(client))
+	r := worldRequest(w, fleet.OnDemandOnly)
+	first, err := c.Launch(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	changed := r
+	changed.InstanceTypes = []string{"m6i.large"}
+	_, err = c.Launch(ctx, changed)
+	if !errors.Is(err, fleet.ErrTokenReused) || errors.Is(err, fleet.ErrLaunchConfig) {
+		t.Errorf("Launch() with a reused token and another request = %v, want ErrTokenReused and not ErrLaunchConfig", err)
+	}
+	again, err := c.Launch(ctx, r)
+	if err != nil || again.ID != first.ID {
+		t.Errorf("Launch() of the first request again = %+v, %v; want %s", again, err, first.ID)
+	}
+	found, err := c.Find(ctx, map[string]string{"spotrunner:job": r.Tags["spotrunner:job"]})
+	if err != nil || len(found) != 1 {
+		t.Errorf("Find() = %+v, %v; want only %s", found, err, first.ID)
+	}
+}
+
+// TestWorldLookup (local world): fixtures are the world, one spotOnly launch and an id EC2 never
+// issued. Lookup must find the launched instance running with its tags, find it terminated after
+// Terminate, and answer found=false without an error for the unknown id.
+func TestWorldLookup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := ec2world.Client(t)
+	w := ec2world.Setup(t, client)
+	c := fleet.New(ec2world.New(client))
+	r := worldRequest(w, fleet.SpotOnly)
+	inst, err := c.Launch(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		Found          bool
+		State, Cap, ID string
+		Job            string
+	}
+	lookup := func(id string) result {
+		t.Helper()
+		got, found, err := c.Lookup(ctx, id)
+		if err != nil {
+			t.Fatalf("Lookup(%q): %v", id, err)
+		}
+		return result{Found: found, State: got.State, Cap: got.CapacityType, ID: got.ID, Job: got.Tags["spotrunner:job"]}
+	}
+	live := lookup(inst.ID)
+	if err := c.Terminate(ctx, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  result
+		want result
+	}{
+		{"live", live, result{Found: true, State: "running", Cap: fleet.Spot, ID: inst.ID, Job: r.Tags["spotrunner:job"]}},
+		{"terminated", lookup(inst.ID), result{Found: true, State: "terminated", Cap: fleet.Spot, ID: inst.ID, Job: r.Tags["spotrunner:job"]}},
+		{"unknown", lookup("i-00000000000000000"), result{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+				t.Errorf("Lookup (-want +got):\n%s", diff)
 			}
 		})
 	}

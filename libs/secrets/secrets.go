@@ -4,7 +4,8 @@
 // Values are cached per container for a short TTL (a warm Lambda answers from memory; a rotated
 // secret is picked up within the TTL) and registered with the logging redactor the moment they
 // are read, so no log line can carry them. During a webhook-secret rotation both the current
-// (AWSCURRENT) and the previous (AWSPREVIOUS) version are available.
+// (AWSCURRENT) and the previous (AWSPREVIOUS) version are available; Refresh picks a rotation up
+// before the TTL ends, both versions at once.
 package secrets
 
 import (
@@ -64,6 +65,14 @@ func New(api API, ttl time.Duration) *Store {
 	return &Store{api: api, ttl: ttl, now: time.Now, cache: map[cacheKey]entry{}}
 }
 
+// WithClock returns a store over the same API and TTL, with an empty cache, reading time from now
+// (tests: the TTL and Refresh's 30 s bound are played without waiting).
+func (s *Store) WithClock(now func() time.Time) *Store {
+	c := New(s.api, s.ttl)
+	c.now = now
+	return c
+}
+
 // Current returns the current value of the secret id (name or ARN).
 func (s *Store) Current(ctx context.Context, id string) ([]byte, error) {
 	return s.get(ctx, id, current)
@@ -119,6 +128,10 @@ func (s *Store) get(ctx context.Context, id, stage string) ([]byte, error) {
 // Refresh reads the current value again, past the cache, unless it was read less than 30 s ago;
 // changed reports a new value. A webhook signed with a secret rotated a moment ago is checked
 // against the new value at once instead of failing until the cache expires.
+//
+// A new current value means a rotation, which also moved the previous stage: the cached previous
+// entry (a cached miss before the first rotation, or the value before last) is dropped so the
+// next read finds the value just rotated out, and deliveries still signed with it keep passing.
 func (s *Store) Refresh(ctx context.Context, id string) (changed bool, err error) {
 	k := cacheKey{id, current}
 	s.mu.Lock()
@@ -133,7 +146,13 @@ func (s *Store) Refresh(ctx context.Context, id string) (changed bool, err error
 	if err != nil {
 		return false, err
 	}
-	return !ok || string(v) != string(old.value), nil
+	changed = !ok || string(v) != string(old.value)
+	if changed {
+		s.mu.Lock()
+		delete(s.cache, cacheKey{id, previous})
+		s.mu.Unlock()
+	}
+	return changed, nil
 }
 
 func (s *Store) put(k cacheKey, e entry) {

@@ -167,3 +167,84 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
 }
+
+// TestRefreshAfterRotation: fixtures are a fake whose versions are rotated after a warm read of
+// both stages (current A, previous missing or an older Z). A Refresh that finds a new current
+// value also drops the cached previous one, so the value just rotated out (A, now AWSPREVIOUS) is
+// served at once; a Refresh that finds nothing new, or comes within 30 s of the warm read, keeps
+// the cache and makes no previous call.
+func TestRefreshAfterRotation(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		Changed  bool
+		Previous string
+		OK       bool
+		Calls    []string
+	}
+	tests := []struct {
+		name          string
+		before, after map[string]string
+		elapsed       time.Duration
+		want          result
+	}{
+		{
+			name:    "never rotated before: previous was a cached miss",
+			before:  map[string]string{"AWSCURRENT": "secret-A"},
+			after:   map[string]string{"AWSCURRENT": "secret-B", "AWSPREVIOUS": "secret-A"},
+			elapsed: time.Minute,
+			want:    result{true, "secret-A", true, []string{"w@AWSCURRENT", "w@AWSPREVIOUS", "w@AWSCURRENT", "w@AWSPREVIOUS"}},
+		},
+		{
+			name:    "rotated before: previous was the pre-previous value",
+			before:  map[string]string{"AWSCURRENT": "secret-A", "AWSPREVIOUS": "secret-Z"},
+			after:   map[string]string{"AWSCURRENT": "secret-B", "AWSPREVIOUS": "secret-A"},
+			elapsed: time.Minute,
+			want:    result{true, "secret-A", true, []string{"w@AWSCURRENT", "w@AWSPREVIOUS", "w@AWSCURRENT", "w@AWSPREVIOUS"}},
+		},
+		{
+			name:    "current unchanged: previous stays cached",
+			before:  map[string]string{"AWSCURRENT": "secret-A", "AWSPREVIOUS": "secret-Z"},
+			after:   map[string]string{"AWSCURRENT": "secret-A", "AWSPREVIOUS": "secret-Y"},
+			elapsed: time.Minute,
+			want:    result{false, "secret-Z", true, []string{"w@AWSCURRENT", "w@AWSPREVIOUS", "w@AWSCURRENT"}},
+		},
+		{
+			name:    "within 30 s of the warm read: no call at all",
+			before:  map[string]string{"AWSCURRENT": "secret-A"},
+			after:   map[string]string{"AWSCURRENT": "secret-B", "AWSPREVIOUS": "secret-A"},
+			elapsed: 10 * time.Second,
+			want:    result{false, "", false, []string{"w@AWSCURRENT", "w@AWSPREVIOUS"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			api := &fakeAPI{values: tt.before}
+			now := time.Unix(1000, 0)
+			s := New(api, 5*time.Minute).WithClock(func() time.Time { return now })
+			ctx := context.Background()
+			if _, err := s.Current(ctx, "w"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.Previous(ctx, "w"); err != nil {
+				t.Fatal(err)
+			}
+
+			api.values = tt.after
+			now = now.Add(tt.elapsed)
+			var got result
+			var err error
+			if got.Changed, err = s.Refresh(ctx, "w"); err != nil {
+				t.Fatal(err)
+			}
+			prev, ok, err := s.Previous(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Previous, got.OK, got.Calls = string(prev), ok, api.calls
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("after Refresh (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

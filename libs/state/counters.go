@@ -24,13 +24,21 @@ var ErrCapReached = errors.New("runner cap reached")
 // or free one twice.
 
 // AcquireSlot takes a slot for job (host, id), which must be provisioning, under the total cap and
-// the preset's (0 = no cap). A job that already holds one (a retry) keeps it. ErrCapReached when a
-// cap is full; nothing is taken then.
-func (s *Store) AcquireSlot(ctx context.Context, host string, id int64, preset string, maxTotal, maxPreset int) error {
+// the preset's (0 = no cap), and fixes the launch inputs of this try on the job (launch), so that a
+// retry of the same try sends the same request. A job that already holds one (a retry) keeps it.
+// ErrCapReached when a cap is full; nothing is taken then. A transaction conflict is retried and
+// never read as a full cap.
+func (s *Store) AcquireSlot(ctx context.Context, host string, id int64, preset string, maxTotal, maxPreset int, launch LaunchSpec) error {
+	av, err := attributevalue.Marshal(launch)
+	if err != nil {
+		return fmt.Errorf("encode launch of job %d: %w", id, err)
+	}
 	u := newUpdate()
 	u.set(&types.AttributeValueMemberBOOL{Value: true}, "slotHeld")
+	u.set(av, "launch")
+	u.set(str(preset), "preset") // the counter a give-back decrements
 	jobCond := u.name("state") + " = " + u.value(str(string(Provisioning))) + " AND attribute_not_exists(" + u.name("slotHeld") + ")"
-	_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+	codes, err := s.transact(ctx, fmt.Sprintf("take slot for job %d", id), []types.TransactWriteItem{
 		s.counter("total", 1, maxTotal),
 		s.counter("preset#"+preset, 1, maxPreset),
 		{Update: &types.Update{
@@ -38,27 +46,27 @@ func (s *Store) AcquireSlot(ctx context.Context, host string, id int64, preset s
 			UpdateExpression: aws.String(u.expression()), ConditionExpression: aws.String(jobCond),
 			ExpressionAttributeNames: u.names, ExpressionAttributeValues: u.values,
 		}},
-	}})
-	var cancelled *types.TransactionCanceledException
-	if errors.As(err, &cancelled) {
-		j, jerr := s.Job(ctx, host, id)
+	})
+	if err != nil || codes == nil {
+		return err
+	}
+	if codes[2] == reasonCondition {
+		j, err := s.Job(ctx, host, id)
 		switch {
-		case jerr != nil:
-			return jerr
-		case j.SlotHeld:
-			return nil
+		case err != nil:
+			return err
 		case j.State != Provisioning:
 			return fmt.Errorf("take slot for job %d: job is %s: %w", id, j.State, ErrConflict)
+		case j.SlotHeld:
+			return nil
 		}
-		return fmt.Errorf("preset %s (cap %d, total cap %d): %w", preset, maxPreset, maxTotal, ErrCapReached)
+		return fmt.Errorf("take slot for job %d: job changed meanwhile: %w", id, ErrConflict)
 	}
-	if err != nil {
-		return fmt.Errorf("take slot for job %d: %w", id, err)
-	}
-	return nil
+	return fmt.Errorf("preset %s (cap %d, total cap %d): %w", preset, maxPreset, maxTotal, ErrCapReached)
 }
 
-// GiveBackSlot returns the slot job (host, id) holds, when its launch surely made no instance.
+// GiveBackSlot returns the slot job (host, id) holds, when its launch surely made no instance or
+// the job moved on before its instance was recorded. Once, however often it is called.
 func (s *Store) GiveBackSlot(ctx context.Context, host string, id int64, preset string) error {
 	return s.releaseFrom(ctx, key(jobKey(host, id), "JOB"), "slotHeld", preset, fmt.Sprintf("job %d", id))
 }
@@ -78,29 +86,34 @@ func (s *Store) ReleaseSlot(ctx context.Context, instanceID string) error {
 	return s.releaseFrom(ctx, key(runnerKey(instanceID), "RUNNER"), "holdsSlot", r.Preset, "runner "+instanceID)
 }
 
-// releaseFrom removes the slot flag attr from item k and decrements both counters, atomically;
-// a flag already gone means released before.
+// releaseFrom removes the slot flag attr from item k and decrements both counters, atomically. A
+// flag already gone means released before. A counter already at zero (drift: a slot counted
+// nowhere) must not keep the flag forever: the flag goes alone and the drift is reported.
 func (s *Store) releaseFrom(ctx context.Context, k map[string]types.AttributeValue, attr, preset, what string) error {
-	_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+	flag := types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(s.table), Key: k,
+		UpdateExpression:          aws.String("REMOVE #f"),
+		ConditionExpression:       aws.String("#f = :t"),
+		ExpressionAttributeNames:  map[string]string{"#f": attr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}},
+	}}
+	codes, err := s.transact(ctx, "release slot of "+what, []types.TransactWriteItem{
 		s.counter("total", -1, 0),
 		s.counter("preset#"+preset, -1, 0),
-		{Update: &types.Update{
-			TableName: aws.String(s.table), Key: k,
-			UpdateExpression:          aws.String("REMOVE #f"),
-			ConditionExpression:       aws.String("#f = :t"),
-			ExpressionAttributeNames:  map[string]string{"#f": attr},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}},
-		}},
-	}})
-	var cancelled *types.TransactionCanceledException
-	if errors.As(err, &cancelled) {
-		return nil
+		flag,
+	})
+	if err != nil || codes == nil || codes[2] == reasonCondition {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("release slot of %s: %w", what, err)
+	codes, err = s.transact(ctx, "release slot of "+what, []types.TransactWriteItem{flag})
+	if err != nil || codes != nil {
+		return err
 	}
-	return nil
+	return fmt.Errorf("release slot of %s: counters already at zero (repaired: flag removed): %w", what, ErrCounterDrift)
 }
+
+// ErrCounterDrift means a slot counter disagreed with the slots held; the reaper recomputes them.
+var ErrCounterDrift = errors.New("slot counter drift")
 
 // counter is a transaction item adding delta to CAP/<name>: below max when adding (0 = no cap),
 // never below zero when taking away.

@@ -56,10 +56,29 @@ type Job struct {
 	Attempt        int                  `dynamodbav:"attempt"`              // launch attempt: a relaunch after a stolen runner is attempt+1
 	SlotHeld       bool                 `dynamodbav:"slotHeld,omitempty"`   // a runner slot taken for this launch (see AcquireSlot)
 	LaunchTry      int                  `dynamodbav:"launchTry"`            // CreateFleet tries of this attempt that surely launched nothing
+	Launch         *LaunchSpec          `dynamodbav:"launch,omitempty"`     // the inputs of this try's CreateFleet, fixed at its first call
 	LeaseUntil     int64                `dynamodbav:"leaseUntil,omitempty"` // unix ms; numbers compare right, RFC 3339 strings may not
 	Reason         string               `dynamodbav:"reason,omitempty"`
 	Timeline       map[string]time.Time `dynamodbav:"timeline"`
 	ReceivedAt     time.Time            `dynamodbav:"receivedAt"`
+}
+
+// LaunchSpec is what a launch asks EC2 for. It is fixed on the job when the try takes its slot,
+// so that a retry with the same ClientToken sends the same request even when the preset or its
+// AMI changed meanwhile (EC2 refuses a reused token with other parameters), and cleared when the
+// job moves to a new try or attempt.
+type LaunchSpec struct {
+	ImageID          string   `dynamodbav:"imageId"`
+	LaunchTemplateID string   `dynamodbav:"launchTemplateId"`
+	InstanceTypes    []string `dynamodbav:"instanceTypes,omitempty"`
+	SubnetIDs        []string `dynamodbav:"subnetIds"`
+	Strategy         string   `dynamodbav:"strategy"`
+	DiskSizeGB       int      `dynamodbav:"diskSizeGb,omitempty"`
+	MinVCPU          int      `dynamodbav:"minVcpu,omitempty"`
+	MinMemoryGiB     int      `dynamodbav:"minMemoryGib,omitempty"`
+	Architecture     string   `dynamodbav:"architecture,omitempty"`
+	TimeoutMinutes   int      `dynamodbav:"timeoutMinutes,omitempty"`
+	IdleMinutes      int      `dynamodbav:"idleMinutes,omitempty"`
 }
 
 // jobItem is a Job with its keys, as stored.
@@ -88,10 +107,13 @@ func (s *Store) CreateJob(ctx context.Context, j Job, st JobState) (Job, bool, e
 	if err != nil {
 		return Job{}, false, fmt.Errorf("encode job %d: %w", j.ID, err)
 	}
-	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:           aws.String(s.table),
-		Item:                av,
-		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	err = retryConflicts(ctx, func() error {
+		_, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName:           aws.String(s.table),
+			Item:                av,
+			ConditionExpression: aws.String("attribute_not_exists(pk)"),
+		})
+		return err
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
@@ -114,7 +136,7 @@ func (s *Store) Job(ctx context.Context, host string, id int64) (Job, error) {
 // Change is what a transition writes besides the state. Zero fields are left alone.
 type Change struct {
 	InstanceID     string
-	ClearInstance  bool // remove the instance (a relaunch)
+	ClearInstance  bool // remove the instance (a relaunch, a discarded launch, a job run elsewhere)
 	RunnerName     string
 	Reason         string
 	Preset         string
@@ -146,8 +168,7 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 		u.set(str(c.InstanceID), "instanceId")
 	}
 	if c.ClearInstance {
-		u.remove("instanceId")
-		u.remove("slotHeld") // the old launch's slot stays with its runner
+		u.remove("instanceId") // its slot, if any, moved to its runner item with RecordLaunch
 	}
 	if c.RunnerName != "" {
 		u.set(str(c.RunnerName), "runnerName")
@@ -163,6 +184,9 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 	}
 	if c.NextLaunchTry {
 		u.add(num(1), "launchTry")
+	}
+	if c.NextAttempt || c.NextLaunchTry {
+		u.remove("launch") // a new try builds its request afresh
 	}
 	switch {
 	case c.ExpireLease:
@@ -197,14 +221,18 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 		}
 	}
 
-	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(jobKey(host, id), "JOB"),
-		UpdateExpression:          aws.String(u.expression()),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  u.names,
-		ExpressionAttributeValues: u.values,
-		ReturnValues:              types.ReturnValueAllNew,
+	var out *dynamodb.UpdateItemOutput
+	err := retryConflicts(ctx, func() (err error) {
+		out, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(s.table),
+			Key:                       key(jobKey(host, id), "JOB"),
+			UpdateExpression:          aws.String(u.expression()),
+			ConditionExpression:       aws.String(cond),
+			ExpressionAttributeNames:  u.names,
+			ExpressionAttributeValues: u.values,
+			ReturnValues:              types.ReturnValueAllNew,
+		})
+		return err
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {

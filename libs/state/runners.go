@@ -53,24 +53,65 @@ type runnerItem struct {
 	Runner
 }
 
-// PutRunner records a launched instance as idle (in its label set's pool). Recording the same
-// instance again (a retry) keeps the first record.
-func (s *Store) PutRunner(ctx context.Context, r Runner) error {
-	r.State = Idle
-	av, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
+// RecordLaunch records instance r.InstanceID as the launch of job j, in one transaction: the job
+// (still provisioning, naming no other instance) names the instance and renews its lease for
+// lease, the runner item is created idle in its label set's pool, and the slot the job held for
+// the launch (j.SlotHeld) moves to the runner item. Recording the same launch again (a retry)
+// changes nothing and returns the job. ErrConflict, with the current job, when the job moved on or
+// names another instance: nobody waits for the instance then, and the caller disposes of it.
+func (s *Store) RecordLaunch(ctx context.Context, j Job, r Runner, lease time.Duration) (Job, error) {
+	r.State, r.HoldsSlot = Idle, j.SlotHeld
+	for range 2 { // a second round when the job's slot flag was not what j said
+		codes, err := s.recordLaunch(ctx, j, r, lease)
+		if err != nil {
+			return Job{}, err
+		}
+		if codes == nil {
+			j.InstanceID, j.Preset, j.SlotHeld = r.InstanceID, r.Preset, false
+			j.LeaseUntil = s.now().Add(lease).UnixMilli()
+			return j, nil
+		}
+		cur, err := s.Job(ctx, j.Host, j.ID)
+		if err != nil {
+			return Job{}, err
+		}
+		switch {
+		case cur.InstanceID == r.InstanceID && codes[1] == reasonCondition:
+			return cur, nil
+		case cur.State != Provisioning || cur.InstanceID != "" && cur.InstanceID != r.InstanceID || codes[1] == reasonCondition:
+			return cur, fmt.Errorf("record instance %s on job %d (%s, instance %q): %w", r.InstanceID, j.ID, cur.State, cur.InstanceID, ErrConflict)
+		}
+		j.SlotHeld, r.HoldsSlot = cur.SlotHeld, cur.SlotHeld
+	}
+	return Job{}, fmt.Errorf("record instance %s on job %d: slot flag keeps changing: %w", r.InstanceID, j.ID, ErrContention)
+}
+
+func (s *Store) recordLaunch(ctx context.Context, j Job, r Runner, lease time.Duration) ([]string, error) {
+	item, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
 	if err != nil {
-		return fmt.Errorf("encode runner %s: %w", r.InstanceID, err)
+		return nil, fmt.Errorf("encode runner %s: %w", r.InstanceID, err)
 	}
-	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:           aws.String(s.table),
-		Item:                av,
-		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	u := newUpdate()
+	u.set(str(r.InstanceID), "instanceId")
+	u.set(str(r.Preset), "preset")
+	u.set(num(s.now().Add(lease).UnixMilli()), "leaseUntil")
+	u.remove("slotHeld")
+	iid := u.value(str(r.InstanceID))
+	cond := "attribute_exists(pk) AND " + u.name("state") + " = " + u.value(str(string(Provisioning))) +
+		" AND (attribute_not_exists(" + u.name("instanceId") + ") OR " + u.name("instanceId") + " = " + iid + ")"
+	if j.SlotHeld {
+		cond += " AND " + u.name("slotHeld") + " = " + u.value(&types.AttributeValueMemberBOOL{Value: true})
+	} else {
+		cond += " AND attribute_not_exists(" + u.name("slotHeld") + ")"
+	}
+	return s.transact(ctx, fmt.Sprintf("record instance %s on job %d", r.InstanceID, j.ID), []types.TransactWriteItem{
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: key(jobKey(j.Host, j.ID), "JOB"),
+			UpdateExpression: aws.String(u.expression()), ConditionExpression: aws.String(cond),
+			ExpressionAttributeNames: u.names, ExpressionAttributeValues: u.values,
+		}},
+		{Put: &types.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
 	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return fmt.Errorf("put runner %s: %w", r.InstanceID, err)
-	}
-	return nil
 }
 
 // Runner reads a runner (strongly consistent).
@@ -118,14 +159,18 @@ func (s *Store) UpdateRunner(ctx context.Context, instanceID string, from []Runn
 	if c.ExpectJobID != 0 {
 		cond += " AND " + u.name("jobId") + " = " + u.value(num(c.ExpectJobID))
 	}
-	out, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(runnerKey(instanceID), "RUNNER"),
-		UpdateExpression:          aws.String(u.expression()),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  u.names,
-		ExpressionAttributeValues: u.values,
-		ReturnValues:              types.ReturnValueAllNew,
+	var out *dynamodb.UpdateItemOutput
+	err := retryConflicts(ctx, func() (err error) {
+		out, err = s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(s.table),
+			Key:                       key(runnerKey(instanceID), "RUNNER"),
+			UpdateExpression:          aws.String(u.expression()),
+			ConditionExpression:       aws.String(cond),
+			ExpressionAttributeNames:  u.names,
+			ExpressionAttributeValues: u.values,
+			ReturnValues:              types.ReturnValueAllNew,
+		})
+		return err
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {

@@ -3,11 +3,15 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spotrunner/spotrunner/internal/world"
@@ -119,9 +123,7 @@ func TestPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, iid := range []string{"i-a", "i-b"} {
-		if err := s.PutRunner(ctx, Runner{InstanceID: iid, Host: "ghes.example.com", JobID: 10, LabelSet: set, Labels: set}); err != nil {
-			t.Fatal(err)
-		}
+		putRunner(t, s, Runner{InstanceID: iid, Host: "ghes.example.com", JobID: 10, LabelSet: set, Labels: set, State: Idle})
 	}
 	if _, err := s.UpdateRunner(ctx, "i-b", []RunnerState{Idle}, Busy, RunnerChange{BusyJobID: 12}); err != nil {
 		t.Fatal(err)
@@ -169,7 +171,7 @@ func TestCaps(t *testing.T) {
 	)
 	for id := int64(100); id < 120; id++ {
 		wg.Go(func() {
-			switch err := s.AcquireSlot(ctx, host, id, "linux-x64", 10, 3); {
+			switch err := s.AcquireSlot(ctx, host, id, "linux-x64", 10, 3, LaunchSpec{}); {
 			case err == nil:
 				mu.Lock()
 				wins = append(wins, id)
@@ -190,7 +192,7 @@ func TestCaps(t *testing.T) {
 		}
 		return total, per["linux-x64"]
 	}
-	if err := s.AcquireSlot(ctx, host, wins[0], "linux-x64", 10, 3); err != nil {
+	if err := s.AcquireSlot(ctx, host, wins[0], "linux-x64", 10, 3, LaunchSpec{}); err != nil {
 		t.Fatalf("a holder asking again: %v", err)
 	}
 	if total, per := counts(); total != 3 || per != 3 {
@@ -201,7 +203,11 @@ func TestCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutRunner(ctx, Runner{InstanceID: "i-cap", Host: host, JobID: wins[1], Preset: "linux-x64", HoldsSlot: true}); err != nil {
+	j, err := s.Job(ctx, host, wins[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordLaunch(ctx, j, Runner{InstanceID: "i-cap", Host: host, JobID: wins[1], Preset: "linux-x64"}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -220,10 +226,131 @@ func TestCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AcquireSlot(ctx, host, 200, "linux-arm64", 2, 0); err != nil {
+	if err := s.AcquireSlot(ctx, host, 200, "linux-arm64", 2, 0, LaunchSpec{}); err != nil {
 		t.Fatalf("second slot under a total cap of 2: %v", err)
 	}
-	if err := s.AcquireSlot(ctx, host, 201, "linux-arm64", 2, 0); !errors.Is(err, ErrCapReached) {
+	if err := s.AcquireSlot(ctx, host, 201, "linux-arm64", 2, 0, LaunchSpec{}); !errors.Is(err, ErrCapReached) {
 		t.Fatalf("total cap of 2 exceeded: err = %v", err)
+	}
+}
+
+// TestSlotsUnderConflicts (local world, with transaction conflicts injected in front of moto on a
+// fifth of the writes): a burst of 200 jobs, 16 at a time, each claimed, taking a slot, recording its
+// launch (the slot moves to the runner) and releasing it, once with no cap and once under a total
+// cap of 10. A write that keeps conflicting fails with ErrContention and is tried again, as the
+// job's message would be. A conflict is never read as a full cap (no cap: no job waits) nor as
+// "already released" (the counters end at zero, no flag left). Finished items are deleted as TTL
+// would: moto copies a whole table on every transaction, and the counters are what is checked.
+func TestSlotsUnderConflicts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cap  int
+	}{{"no cap", 0}, {"total cap 10", 10}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			cfg := world.AWS(t)
+			db := world.NewDynamoDB(cfg)
+			s := New(db, world.StateTable(t, cfg))
+			const host, n = "ghes.example.com", 200
+			db.InjectConflicts(0.2)
+			var (
+				wg      sync.WaitGroup
+				capped  atomic.Int64
+				retried atomic.Int64
+				sem     = make(chan struct{}, 16)
+			)
+			// again runs step until it stops failing with ErrContention (a retried message).
+			again := func(step func() error) error {
+				for {
+					err := step()
+					if !errors.Is(err, ErrContention) {
+						return err
+					}
+					retried.Add(1)
+				}
+			}
+			for id := int64(1); id <= n; id++ {
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					iid := fmt.Sprintf("i-%017d", id)
+					err := again(func() error {
+						if _, _, err := s.CreateJob(ctx, testJob(id), Queued); err != nil {
+							return err
+						}
+						_, err := s.Claim(ctx, host, id, time.Minute)
+						if errors.Is(err, ErrConflict) {
+							err = nil // claimed by the try before
+						}
+						return err
+					})
+					for err == nil {
+						err = again(func() error {
+							return s.AcquireSlot(ctx, host, id, "linux-x64", tc.cap, 0, LaunchSpec{ImageID: "ami-1"})
+						})
+						if !errors.Is(err, ErrCapReached) {
+							break
+						}
+						capped.Add(1) // the job waits and tries again
+						err = sleep(ctx, 5*time.Millisecond)
+					}
+					if err == nil {
+						err = again(func() error {
+							j, err := s.Job(ctx, host, id)
+							if err != nil {
+								return err
+							}
+							_, err = s.RecordLaunch(ctx, j, Runner{InstanceID: iid, Host: host, JobID: id, Preset: "linux-x64", LabelSet: j.LabelSet}, time.Minute)
+							return err
+						})
+					}
+					if err == nil {
+						err = again(func() error { return s.ReleaseSlot(ctx, iid) })
+					}
+					if err != nil {
+						t.Errorf("job %d: %v", id, err)
+						return
+					}
+					deleteItem(t, s, jobKey(host, id), "JOB")
+					deleteItem(t, s, runnerKey(iid), "RUNNER")
+				})
+			}
+			wg.Wait()
+			if db.Conflicts() == 0 {
+				t.Fatal("no conflict was injected")
+			}
+			if tc.cap == 0 && capped.Load() != 0 {
+				t.Errorf("%d times a job saw a full cap with no cap set", capped.Load())
+			}
+			db.InjectConflicts(0)
+			total, per, err := s.Slots(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != 0 || per["linux-x64"] != 0 {
+				t.Errorf("counters after the burst: total %d, preset %d; want 0 and 0", total, per["linux-x64"])
+			}
+			t.Logf("%d conflicts injected, %d steps retried after ErrContention, %d cap waits", db.Conflicts(), retried.Load(), capped.Load())
+		})
+	}
+}
+
+func deleteItem(t *testing.T, s *Store, pk, sk string) {
+	t.Helper()
+	if _, err := s.api.(*world.DynamoDB).DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(s.table), Key: key(pk, sk)}); err != nil {
+		t.Error(err)
+	}
+}
+// putRunner writes a runner item as it stands, without the launch bookkeeping of RecordLaunch.
+func putRunner(t *testing.T, s *Store, r Runner) {
+	t.Helper()
+	av, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.api.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -68,11 +68,11 @@ func variant(t testing.TB, raw json.RawMessage, addInstallation bool) []byte {
 }
 
 // TestWebhookExamples: fixtures are every workflow_job example of @octokit/webhooks-examples
-// (api.github.com and every ghes-3x folder that has any), signed here. Each is sent three ways with the outcome
-// written down per example: as published (none has a spotrunner label: ignored), relabelled to
-// spotrunner under the default filter (public repositories ignored, App-less deliveries 400),
-// and relabelled with public repositories allowed and an installation added (queued, in_progress
-// and completed forwarded, waiting ignored).
+// (api.github.com and every ghes-3x folder that has any), signed here. Each is sent three ways
+// with the outcome written down per example: as published (none has a spotrunner label or runs
+// on a runner of ours: ignored), relabelled to spotrunner under the default filter (public
+// repositories ignored, App-less deliveries 400), and relabelled with public repositories allowed
+// and an installation added (queued, in_progress and completed forwarded, waiting ignored).
 func TestWebhookExamples(t *testing.T) {
 	t.Parallel()
 	var (
@@ -161,5 +161,84 @@ func checkForwarded(t *testing.T, body []byte, msgs []queue.Message) {
 	}
 	if err := m.Validate(); err != nil {
 		t.Errorf("forwarded message does not validate: %v", err)
+	}
+}
+
+// onRunner rewrites an example: the job's labels and runner name, and an installation when asked
+// and it has none.
+func onRunner(t testing.TB, raw json.RawMessage, jobLabels []string, runner string, addInstallation bool) []byte {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	job := p["workflow_job"].(map[string]any)
+	job["labels"], job["runner_name"] = jobLabels, runner
+	if _, ok := p["installation"]; !ok && addInstallation {
+		p["installation"] = map[string]any{"id": 5}
+	}
+	b, _ := json.Marshal(p)
+	return b
+}
+
+// TestJobsOnOurRunners (local world fixtures): fixtures are api.github.com workflow_job examples of
+// @octokit/webhooks-examples (#0 in_progress, private org repo, no installation; #1 completed,
+// public org repo; #3 in_progress, public org repo with installation; #5 queued), given a label
+// set and a runner name. An in_progress or completed job on one of our runners (spotrunner-i-<id>)
+// must be forwarded whatever its labels, the allow-lists and the public-repository rule, as it
+// came; the same job on any other runner, a queued job without a spotrunner label and a job
+// without labels must be ignored; a delivery without an installation stays a 400.
+func TestJobsOnOurRunners(t *testing.T) {
+	t.Parallel()
+	const ours = "spotrunner-i-0abc123def4567890"
+	selfHosted, spotrunner := []string{"self-hosted"}, []string{"self-hosted", "spotrunner/linux-x64"}
+	others := Filter{Owners: map[string]bool{"other": true}, Repos: map[string]bool{"other/repo": true}}
+	var (
+		queued  = outcome{202, "queued", ""}
+		noLabel = outcome{202, "ignored", "no spotrunner label"}
+	)
+	tests := []struct {
+		name    string
+		example int
+		labels  []string
+		runner  string
+		install bool
+		filter  Filter
+		want    outcome
+	}{
+		{"in_progress of a self-hosted job on our runner, public repo", 3, selfHosted, ours, false, Filter{}, queued},
+		{"completed of a self-hosted job on our runner", 1, selfHosted, ours, true, Filter{}, queued},
+		{"on our runner, owner and repo not allowed", 3, selfHosted, ours, false, others, queued},
+		{"spotrunner job on our runner, repo not allowed", 3, spotrunner, ours, false, others, queued},
+		{"in_progress on a foreign runner", 3, selfHosted, "my-runner-1", false, Filter{AllowPublic: true}, noLabel},
+		{"runner named only with our prefix", 3, selfHosted, "spotrunner-i-", false, Filter{AllowPublic: true}, noLabel},
+		{"spotrunner job on a foreign runner, repo not allowed", 3, spotrunner, "my-runner-1", false, others, outcome{202, "ignored", "owner not allowed"}},
+		{"queued without spotrunner label, naming our runner", 5, selfHosted, ours, false, Filter{AllowPublic: true}, noLabel},
+		{"on our runner without labels", 3, []string{}, ours, false, Filter{AllowPublic: true}, noLabel},
+		{"on our runner without installation", 0, selfHosted, ours, false, Filter{}, outcome{400, "error", "no installation: deliveries must come from the GitHub App"}},
+	}
+	examples := workflowJobExamples(t, "api.github.com")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body := onRunner(t, examples[tt.example], tt.labels, tt.runner, tt.install)
+			q := &fakeQueue{}
+			if diff := cmp.Diff(tt.want, call(t, newHandler(q, tt.filter), delivery("workflow_job", tt.name, body, testSecret))); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s", diff)
+			}
+			if tt.want != queued {
+				return
+			}
+			if len(q.msgs) != 1 {
+				t.Fatalf("published %d messages, want 1", len(q.msgs))
+			}
+			m := q.msgs[0]
+			if diff := cmp.Diff([]any{tt.labels, tt.runner}, []any{m.Labels, m.RunnerName}); diff != "" {
+				t.Errorf("labels, runner name (-want +got):\n%s", diff)
+			}
+			if err := m.Validate(); err != nil {
+				t.Errorf("forwarded message does not validate: %v", err)
+			}
+		})
 	}
 }

@@ -38,6 +38,15 @@ type Handler struct {
 	now     func() time.Time
 }
 
+// Handling is capped so that ingest always gives its own answer (503 when an AWS endpoint hangs)
+// instead of the runtime being reset at the function's timeout with no answer at all: it ends
+// answerMargin before the invocation's deadline and at most maxHandling after the start, inside
+// the 10 s GitHub.com waits for an answer (GHES waits 30 s).
+const (
+	answerMargin = 500 * time.Millisecond
+	maxHandling  = 8 * time.Second
+)
+
 // response is the JSON body of every answer: a status and, when useful, a short reason. It never
 // carries internal detail.
 type response struct {
@@ -53,7 +62,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	ctx = logging.WithDelivery(ctx, deliveryID)
 	log := logging.From(ctx)
 
-	code, body, m, err := h.handle(ctx, req, event, deliveryID)
+	hctx, cancel := context.WithDeadline(ctx, handlingDeadline(ctx, time.Now()))
+	code, body, m, err := h.handle(hctx, req, event, deliveryID)
+	cancel()
 	ev := log.Info()
 	if code >= 500 {
 		ev = log.Error().Err(err)
@@ -73,6 +84,16 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		Headers:    map[string]string{"Content-Type": "application/json"},
 		Body:       string(out),
 	}, nil
+}
+
+// handlingDeadline is when handling started at now must end: answerMargin before the
+// invocation's deadline, and no later than maxHandling after now.
+func handlingDeadline(ctx context.Context, now time.Time) time.Time {
+	end := now.Add(maxHandling)
+	if d, ok := ctx.Deadline(); ok && d.Add(-answerMargin).Before(end) {
+		end = d.Add(-answerMargin)
+	}
+	return end
 }
 
 // handle is the decision path; err is the internal cause of a 5xx, for the log only.

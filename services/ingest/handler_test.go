@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spotrunner/spotrunner/libs/queue"
+	"github.com/spotrunner/spotrunner/libs/secrets"
 )
 
 // TestStatusCodes: fixtures are hand-made deliveries (spotrunnerJob and variants). Each must get
@@ -146,6 +149,126 @@ func TestStatusCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecretRotationInWarmContainer: fixtures are a real secrets.Store (5 min cache) over a fake
+// Secrets Manager, warmed by a delivery signed with secret A, then rotated to current B, previous A
+// a minute later. A delivery signed with B must be accepted (it triggers the refresh), and one
+// signed with A right after it too, without waiting for the cache to expire; a delivery signed with
+// the secret from before A (or an unrelated one) is refused.
+func TestSecretRotationInWarmContainer(t *testing.T) {
+	t.Parallel()
+	const a, b, z = "webhook-secret-A-0123456789", "webhook-secret-B-0123456789", "webhook-secret-Z-0123456789"
+	tests := []struct {
+		name string
+		warm map[string]string // the versions when the container read them first
+	}{
+		{"first rotation: no previous version when warmed", map[string]string{"AWSCURRENT": a}},
+		{"later rotation: previous version Z when warmed", map[string]string{"AWSCURRENT": a, "AWSPREVIOUS": z}},
+	}
+	queued, refused := outcome{202, "queued", ""}, outcome{401, "error", "bad or missing signature"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sm := &fakeSecretsManager{stages: tt.warm}
+			now := time.Unix(1000, 0)
+			h := newHandler(&fakeQueue{}, Filter{})
+			h.secrets = secrets.New(sm, 5*time.Minute).WithClock(func() time.Time { return now }).Bind("arn:webhook")
+			job := spotrunnerJob("queued")
+
+			got := []outcome{call(t, h, delivery("workflow_job", "warm", job, a))}
+			sm.rotate(map[string]string{"AWSCURRENT": b, "AWSPREVIOUS": a})
+			now = now.Add(time.Minute)
+			for _, secret := range []string{b, a, z} {
+				got = append(got, call(t, h, delivery("workflow_job", "after-rotation", job, secret)))
+			}
+			want := []outcome{queued, queued, queued, refused}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("deliveries signed with A; then B, A, Z after the rotation (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestHandlingDeadline: fixtures are deliveries of spotrunnerJob under invocation contexts with
+// and without a deadline, to a queue or a Secrets Manager that hangs, or a queue that answers.
+// Every AWS call must get a context that ends answerMargin before the invocation's deadline and
+// at most maxHandling after the start; a hanging call must end in the handler's own 503, returned
+// before the invocation's deadline (so the runtime is never reset without an answer).
+func TestHandlingDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		timeout time.Duration // invocation deadline from the start; 0 = none
+		hangs   string        // "queue", "secrets" or "" (nothing hangs)
+		want    outcome
+	}{
+		{"queue hangs", time.Second, "queue", outcome{503, "error", "queue unavailable"}},
+		{"secrets manager hangs", time.Second, "secrets", outcome{503, "error", "temporarily unavailable"}},
+		{"deadline already within the margin", 200 * time.Millisecond, "queue", outcome{503, "error", "queue unavailable"}},
+		{"far invocation deadline: capped at maxHandling", 30 * time.Second, "", outcome{202, "queued", ""}},
+		{"no invocation deadline: capped at maxHandling", 0, "", outcome{202, "queued", ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var (
+				rec *hang
+				h   *Handler
+			)
+			switch tt.hangs {
+			case "queue":
+				q := &hangingQueue{}
+				rec, h = &q.hang, newHandler(q, Filter{})
+			case "secrets":
+				s := &hangingSecrets{}
+				rec, h = &s.hang, newHandler(&fakeQueue{}, Filter{})
+				h.secrets = s
+			default:
+				q := &recordingQueue{}
+				rec, h = &q.hang, newHandler(q, Filter{})
+			}
+			ctx := context.Background()
+			start := time.Now()
+			var invocation time.Time
+			if tt.timeout > 0 {
+				invocation = start.Add(tt.timeout)
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, invocation)
+				defer cancel()
+			}
+
+			got := callCtx(ctx, t, h, delivery("workflow_job", "d1", spotrunnerJob("queued"), testSecret))
+			end := time.Now()
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s", diff)
+			}
+			if tt.hangs != "" && !end.Before(invocation) {
+				t.Errorf("answered %v after the invocation deadline", end.Sub(invocation))
+			}
+			deadline, ok := rec.seen()
+			if !ok {
+				t.Fatal("the AWS call got a context without a deadline")
+			}
+			// The bounds are exact when the invocation deadline decides, and the start and end of
+			// the call when maxHandling does.
+			earliest, latest := start.Add(maxHandling), end.Add(maxHandling)
+			if tt.timeout > 0 {
+				earliest = minTime(earliest, invocation.Add(-answerMargin))
+				latest = minTime(latest, invocation.Add(-answerMargin))
+			}
+			if deadline.Before(earliest) || deadline.After(latest) {
+				t.Errorf("AWS call deadline %v after the start, want %v to %v", deadline.Sub(start), earliest.Sub(start), latest.Sub(start))
+			}
+		})
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // TestMessage: a queued delivery of spotrunnerJob becomes exactly the design's message, with the

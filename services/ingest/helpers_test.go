@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/spotrunner/spotrunner/libs/queue"
 )
@@ -36,6 +39,77 @@ func (f *fakeSecrets) Refresh(context.Context) (bool, error) {
 	}
 	f.current = f.rotated
 	return true, nil
+}
+
+// fakeSecretsManager serves the versions of one secret by stage, as Secrets Manager does (an
+// absent stage is ResourceNotFoundException: never rotated), for a real secrets.Store.
+type fakeSecretsManager struct {
+	mu     sync.Mutex
+	stages map[string]string
+}
+
+// rotate replaces the versions, as a rotation in Secrets Manager does.
+func (f *fakeSecretsManager) rotate(stages map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stages = stages
+}
+
+func (f *fakeSecretsManager) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.stages[aws.ToString(in.VersionStage)]
+	if !ok {
+		return nil, &smtypes.ResourceNotFoundException{Message: aws.String("no such version")}
+	}
+	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(v)}, nil
+}
+
+// hang stands for an AWS endpoint that never answers: calls return only when their context is
+// done. It records the deadline of the last context it was given.
+type hang struct {
+	mu          sync.Mutex
+	deadline    time.Time
+	hasDeadline bool
+}
+
+func (h *hang) wait(ctx context.Context) error {
+	h.mu.Lock()
+	h.deadline, h.hasDeadline = ctx.Deadline()
+	h.mu.Unlock()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// seen returns the recorded deadline.
+func (h *hang) seen() (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.deadline, h.hasDeadline
+}
+
+// hangingQueue is a queue whose endpoint hangs.
+type hangingQueue struct{ hang }
+
+func (q *hangingQueue) Publish(ctx context.Context, _ queue.Message) error { return q.wait(ctx) }
+
+// hangingSecrets is a Secrets Manager that hangs.
+type hangingSecrets struct{ hang }
+
+func (s *hangingSecrets) Current(ctx context.Context) ([]byte, error) { return nil, s.wait(ctx) }
+func (s *hangingSecrets) Previous(ctx context.Context) ([]byte, bool, error) {
+	return nil, false, s.wait(ctx)
+}
+func (s *hangingSecrets) Refresh(ctx context.Context) (bool, error) { return false, s.wait(ctx) }
+
+// recordingQueue accepts every message and records the deadline of the context it was given.
+type recordingQueue struct{ hang }
+
+func (q *recordingQueue) Publish(ctx context.Context, _ queue.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.deadline, q.hasDeadline = ctx.Deadline()
+	return nil
 }
 
 // fakeQueue records what was published, or fails.
@@ -102,7 +176,13 @@ type outcome struct {
 
 func call(t testing.TB, h *Handler, req events.APIGatewayV2HTTPRequest) outcome {
 	t.Helper()
-	resp, err := h.Handle(context.Background(), req)
+	return callCtx(context.Background(), t, h, req)
+}
+
+// callCtx is call with the invocation's context (its deadline is the function's).
+func callCtx(ctx context.Context, t testing.TB, h *Handler, req events.APIGatewayV2HTTPRequest) outcome {
+	t.Helper()
+	resp, err := h.Handle(ctx, req)
 	if err != nil {
 		t.Fatalf("Handle() error = %v; it must always answer", err)
 	}

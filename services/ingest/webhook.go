@@ -53,8 +53,10 @@ type Filter struct {
 	Owners map[string]bool
 	// Repos, when not empty, lists the only repositories served, "owner/repo"; lowercase.
 	Repos map[string]bool
-	// AllowPublic lets jobs of public repositories through. Off by default: a self-hosted runner
-	// on a public repository runs code from anyone who can open a pull request.
+	// AllowPublic lets jobs of public repositories through. main sets it from ALLOW_PUBLIC_REPOS:
+	// off by default on github.com, where a self-hosted runner on a public repository runs code
+	// from anyone who can open a pull request; on by default on GHES, where public means visible
+	// to the instance's own users.
 	AllowPublic bool
 }
 
@@ -68,6 +70,15 @@ type decision struct {
 // decide parses a workflow_job payload and builds its message, or says why it is ignored.
 // A malformed spotrunner/* label is forwarded all the same: the provisioner records the job as
 // rejected with the reason, where the status document and the CLI show it.
+//
+// A job that is not ours (runs-on: self-hosted in the same org) can take one of our runners. Its
+// in_progress and completed name our runner, and are forwarded whatever the job's labels: they
+// are how the provisioner learns its runner was taken, and launches again for the job it was
+// meant for. The owner and repository allow-lists and the public-repository rule do not apply to
+// them: those protect launching, and a job of a repository we do not serve running on our runner
+// is exactly what the provisioner must hear about. An installation and a known owner type are
+// still required, as for every message. A queued job without a spotrunner label stays ignored:
+// no runner of ours is involved yet.
 func decide(body []byte, deliveryID, host string, f Filter, now time.Time) (decision, error) {
 	var ev workflowJobEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
@@ -82,17 +93,24 @@ func decide(body []byte, deliveryID, host string, f Filter, now time.Time) (deci
 	default:
 		return decision{reason: "action " + ev.Action + " is not used"}, nil
 	}
-	if _, ours, _ := labels.Find(job.Labels); !ours {
+	// GitHub gives every job at least one label; a job without any would not make a valid message.
+	onOurRunner := ev.Action != queue.ActionQueued && len(job.Labels) > 0 &&
+		job.RunnerName != nil && isOurRunner(*job.RunnerName)
+	if _, ours, _ := labels.Find(job.Labels); !ours && !onOurRunner {
 		return decision{reason: "no spotrunner label"}, nil
 	}
 	owner, name := strings.ToLower(repo.Owner.Login), strings.ToLower(repo.Name)
 	switch {
+	case onOurRunner:
+		// The filters protect launching; this job already runs on our runner (see above).
 	case len(f.Owners) > 0 && !f.Owners[owner]:
 		return decision{reason: "owner not allowed"}, nil
 	case len(f.Repos) > 0 && !f.Repos[owner+"/"+name]:
 		return decision{reason: "repository not allowed"}, nil
 	case !repo.Private && !f.AllowPublic:
 		return decision{reason: "public repository"}, nil
+	}
+	switch {
 	case ev.Installation == nil || ev.Installation.ID <= 0:
 		// Only an App's own deliveries carry it; without it no token can be minted.
 		return decision{}, errNoInstallation
@@ -125,4 +143,13 @@ func decide(body []byte, deliveryID, host string, f Filter, now time.Time) (deci
 		m.Conclusion = *job.Conclusion
 	}
 	return decision{forward: true, msg: m}, nil
+}
+
+// runnerPrefix starts the name of every runner we register: "spotrunner-" and the EC2 instance id
+// (the provisioner's runnerName and instanceOf).
+const runnerPrefix = "spotrunner-i-"
+
+// isOurRunner reports whether a runner name is one the provisioner registers.
+func isOurRunner(name string) bool {
+	return len(name) > len(runnerPrefix) && strings.HasPrefix(name, runnerPrefix)
 }

@@ -66,14 +66,17 @@ func permanentRegistration(err error) bool {
 		errors.Is(err, githubapp.ErrNotInstalled) || errors.Is(err, githubapp.ErrNotFound)
 }
 
-// errRefused: GitHub refused this installation's runners a moment ago (refusals).
+// errRefused: GitHub refused runner registrations for this target a moment ago (refusals).
 var errRefused = errors.New("github refused runner registration recently")
 
-// refusals remembers installations whose runner registration GitHub refused, so the retries
-// that carry such a job to the DLQ do not each launch and terminate an instance.
+// refusals remembers where GitHub refused a runner registration (403, 404, App not installed), per
+// target (installation + org, or + repo for a user's repository), so that the retries carrying such
+// a job to the DLQ do not each launch and terminate an instance. A refusal is forgotten after
+// refusalMemory or at the target's next accepted registration; other targets of the same
+// installation are never held back by it.
 type refusals struct {
 	mu   sync.Mutex
-	last map[int64]refusal
+	last map[githubapp.Target]refusal
 }
 
 type refusal struct {
@@ -81,25 +84,46 @@ type refusal struct {
 	cause string
 }
 
-func (h *Handler) refused(installationID int64, cause error) {
+func (h *Handler) refused(t githubapp.Target, cause error) {
 	h.refusals.mu.Lock()
 	defer h.refusals.mu.Unlock()
 	if h.refusals.last == nil {
-		h.refusals.last = map[int64]refusal{}
+		h.refusals.last = map[githubapp.Target]refusal{}
 	}
-	h.refusals.last[installationID] = refusal{at: h.now(), cause: cause.Error()}
+	h.refusals.last[t] = refusal{at: h.now(), cause: cause.Error()}
 }
 
-func (h *Handler) refusedRecently(installationID int64) error {
+// accepted forgets a refusal for t: GitHub took a registration there.
+func (h *Handler) accepted(t githubapp.Target) {
 	h.refusals.mu.Lock()
 	defer h.refusals.mu.Unlock()
-	r, ok := h.refusals.last[installationID]
-	if !ok || h.now().Sub(r.at) > refusalMemory {
-		return nil
-	}
-	return fmt.Errorf("installation %d: %w (%s ago): %s", installationID, errRefused, h.now().Sub(r.at).Round(time.Second), r.cause)
+	delete(h.refusals.last, t)
 }
 
-// refusalMemory is how long a refusal spares launches: long enough to cover the retries on the way
-// to the DLQ, short enough that a fixed permission is used within minutes.
-const refusalMemory = 5 * time.Minute
+// refusedRecently is errRefused, saying when and why, while a refusal for t is remembered.
+func (h *Handler) refusedRecently(t githubapp.Target) error {
+	h.refusals.mu.Lock()
+	defer h.refusals.mu.Unlock()
+	r, ok := h.refusals.last[t]
+	if !ok {
+		return nil
+	}
+	age := h.now().Sub(r.at)
+	if age > refusalMemory {
+		delete(h.refusals.last, t)
+		return nil
+	}
+	return fmt.Errorf("%s: %w %s ago, no launch for another %s: %s", targetName(t), errRefused, age.Round(time.Second), (refusalMemory - age).Round(time.Second), r.cause)
+}
+
+// refusalMemory bounds how long one refusal spares launches for its target: about two operator
+// retries, so a fixed permission is used within a minute.
+const refusalMemory = time.Minute
+
+func targetName(t githubapp.Target) string {
+	name := fmt.Sprintf("installation %d, %s", t.InstallationID, t.Owner)
+	if t.Repo != "" {
+		name += "/" + t.Repo
+	}
+	return name
+}

@@ -280,29 +280,35 @@ func TestRelaunchSurvivesPublishFailure(t *testing.T) {
 	}
 }
 
-// flakyDB fails the first runner-item PutItem (DynamoDB throttling after the job's write).
+// flakyDB fails the first write of a runner item (DynamoDB throttling right after CreateFleet).
 type flakyDB struct {
 	state.API
 	mu     sync.Mutex
 	failed bool
 }
 
-func (f *flakyDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if sk, ok := in.Item["sk"].(*dbtypes.AttributeValueMemberS); ok && sk.Value == "RUNNER" {
-		f.mu.Lock()
-		first := !f.failed
-		f.failed = true
-		f.mu.Unlock()
-		if first {
-			return nil, &dbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+func (f *flakyDB) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	for _, it := range in.TransactItems {
+		if it.Put == nil {
+			continue
+		}
+		if sk, ok := it.Put.Item["sk"].(*dbtypes.AttributeValueMemberS); ok && sk.Value == "RUNNER" {
+			f.mu.Lock()
+			first := !f.failed
+			f.failed = true
+			f.mu.Unlock()
+			if first {
+				return nil, &dbtypes.ProvisionedThroughputExceededException{Message: aws.String("throttled")}
+			}
 		}
 	}
-	return f.API.PutItem(ctx, in, optFns...)
+	return f.API.TransactWriteItems(ctx, in, optFns...)
 }
 
-// TestRunnerRecordedAfterFailedWrite (local world): the instance is recorded on the job but the
-// runner item's write fails. The retry writes the runner item (with the slot), registers, and
-// the job launches; when it completes the slot is free again.
+// TestRunnerRecordedAfterFailedWrite (local world): the instance is launched but recording it
+// (job, runner item and slot in one transaction) fails. The retry finds the instance by its tags,
+// records it with the slot, registers, and the job launches on that one instance; when it
+// completes the slot is free again.
 func TestRunnerRecordedAfterFailedWrite(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)

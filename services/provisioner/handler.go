@@ -42,11 +42,25 @@ func (b Backoff) delay(receiveCount int) time.Duration {
 
 // Handle processes one SQS batch. A failed message fails itself and every later message of its
 // group in the batch (FIFO order within a job must hold); other groups go on. Malformed messages
-// are recorded and acknowledged.
+// are recorded and acknowledged. When less than RecordBudget is left before the function's
+// deadline, no further record is started: the rest are reported failed and come again, so a
+// timeout never makes SQS redeliver records already done.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	var resp events.SQSEventResponse
 	failed := map[string]bool{}
-	for _, rec := range ev.Records {
+	deadline, bounded := ctx.Deadline()
+	for i, rec := range ev.Records {
+		if bounded && time.Until(deadline) < h.cfg.RecordBudget {
+			logging.From(ctx).Warn().Int("left", len(ev.Records)-i).Dur("timeLeft", time.Until(deadline)).Msg("batch deadline near: the rest of the batch comes again")
+			for _, r := range ev.Records[i:] {
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+				// Visible again at once, not after the queue's visibility timeout.
+				if err := h.retryIn(ctx, r.ReceiptHandle, 0); err != nil {
+					logging.From(ctx).Warn().Err(err).Str("messageId", r.MessageId).Msg("release skipped record")
+				}
+			}
+			break
+		}
 		group := rec.Attributes["MessageGroupId"]
 		if failed[group] {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})

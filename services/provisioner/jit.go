@@ -38,10 +38,15 @@ func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config strin
 			return err
 		}
 	}
+	tier, err := tierFor(config)
+	if err != nil {
+		return fmt.Errorf("deliver jit config for %s: %w", instanceID, err)
+	}
 	in := &ssm.PutParameterInput{
 		Name:      aws.String(JITPrefix + instanceID),
 		Value:     aws.String(config),
 		Type:      types.ParameterTypeSecureString,
+		Tier:      tier,
 		Overwrite: aws.Bool(false), // SSM refuses Tags together with Overwrite
 		Tags: []types.Tag{
 			{Key: aws.String("spotrunner:managed"), Value: aws.String("true")},
@@ -51,13 +56,33 @@ func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config strin
 	if s.KMSKeyID != "" {
 		in.KeyId = aws.String(s.KMSKeyID)
 	}
-	_, err := s.api.PutParameter(ctx, in)
+	_, err = s.api.PutParameter(ctx, in)
 	var exists *types.ParameterAlreadyExists
 	if err != nil && !errors.As(err, &exists) {
 		// The SDK error does not echo the value; the instance id is enough to find it.
 		return fmt.Errorf("deliver jit config for %s: %w", instanceID, err)
 	}
 	return nil
+}
+
+// SSM's value limits per tier. A real JIT config carries the runner's RSA key parameters and is
+// 4.5–6 KB: over the Standard tier's limit, within the Advanced tier's.
+const (
+	standardMax = 4096
+	advancedMax = 8192
+)
+
+// tierFor is the cheapest tier that holds value. Advanced parameters cost money while they exist
+// (docs/provisioning.md); a JIT parameter lives from registration until its instance reads it.
+func tierFor(value string) (types.ParameterTier, error) {
+	switch n := len(value); {
+	case n <= standardMax:
+		return types.ParameterTierStandard, nil
+	case n <= advancedMax:
+		return types.ParameterTierAdvanced, nil
+	default:
+		return "", fmt.Errorf("jit config of %d bytes exceeds SSM's %d-byte limit", n, advancedMax)
+	}
 }
 
 // Exists reports whether instanceID's config is waiting (not yet read by the instance).

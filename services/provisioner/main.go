@@ -67,6 +67,14 @@ type Config struct {
 	NoAMIWait time.Duration `env:"NO_AMI_WAIT, default=30m"`
 	// Lease is optional, default 2m: how long a claim holds a job (longer than the function timeout).
 	Lease time.Duration `env:"CLAIM_LEASE, default=2m"`
+	// ConfigDeadline is optional, default 8m: an instance whose runner is still not registered this
+	// long after launch is replaced. It must stay below the bootstrap's wait for its config
+	// (SPOTRUNNER_JIT_WAIT_SECONDS, 600 s), which outlasts the queue's visibility timeout (6 min).
+	ConfigDeadline time.Duration `env:"CONFIG_DEADLINE, default=8m"`
+	// RecordBudget is optional, default 20s: the time one record may take at worst (a launch, a
+	// registration and their retries inside the SDKs); a batch stops starting records when less is
+	// left before the function's deadline.
+	RecordBudget time.Duration `env:"RECORD_BUDGET, default=20s"`
 	// BackoffBase and BackoffMax bound the transient retry delay; optional, default 2s and 5m.
 	BackoffBase time.Duration `env:"BACKOFF_BASE, default=2s"`
 	BackoffMax  time.Duration `env:"BACKOFF_MAX, default=5m"`
@@ -89,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lease < time.Minute {
 		return fmt.Errorf("CLAIM_LEASE %s: want at least 1m (longer than the function timeout)", c.Lease)
+	}
+	if c.ConfigDeadline < 2*time.Minute || c.ConfigDeadline > 9*time.Minute {
+		return fmt.Errorf("CONFIG_DEADLINE %s: want 2m to 9m (below the instance's 10 min wait for its config)", c.ConfigDeadline)
 	}
 	if c.MaxRunners < 0 {
 		return fmt.Errorf("MAX_RUNNERS %d: want 0 (no cap) or more", c.MaxRunners)
@@ -128,7 +139,7 @@ func run(ctx context.Context) error {
 		now:        time.Now,
 		cfg: Settings{
 			SubnetIDs: trimAll(cfg.SubnetIDs), MaxRunners: cfg.MaxRunners, RunnerGroupID: cfg.RunnerGroupID,
-			NoAMIWait: cfg.NoAMIWait, Lease: cfg.Lease, Partition: cfg.Partition, Region: cfg.Region, AccountID: cfg.AccountID,
+			NoAMIWait: cfg.NoAMIWait, Lease: cfg.Lease, ConfigDeadline: cfg.ConfigDeadline, RecordBudget: cfg.RecordBudget, Partition: cfg.Partition, Region: cfg.Region, AccountID: cfg.AccountID,
 		},
 	}
 	lambda.Start(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {

@@ -27,6 +27,7 @@ type Presets interface {
 type Launcher interface {
 	Launch(ctx context.Context, r fleet.Request) (fleet.Instance, error)
 	Find(ctx context.Context, tags map[string]string) ([]fleet.Instance, error)
+	Lookup(ctx context.Context, id string) (fleet.Instance, bool, error)
 	Terminate(ctx context.Context, ids ...string) error
 }
 
@@ -117,21 +118,27 @@ func (h *Handler) provision(ctx context.Context, m queue.Message, receives int) 
 	if err := h.github.Check(ctx, job.InstallationID); err != nil {
 		return "", h.yield(ctx, job, err)
 	}
-	if err := h.refusedRecently(job.InstallationID); err != nil {
+	if err := h.refusedRecently(target); err != nil {
 		return "", h.yield(ctx, job, err)
 	}
 
 	inst, err := h.instanceFor(ctx, &job, p, spec, ami, resuming)
-	if errors.Is(err, state.ErrCapReached) || errors.Is(err, fleet.ErrCapacity) {
+	switch {
+	case errors.Is(err, state.ErrCapReached) || errors.Is(err, fleet.ErrCapacity):
 		return h.wait(ctx, job, m, err)
-	}
-	if err != nil {
+	case errors.Is(err, errMovedOn):
+		return "duplicate: " + err.Error(), nil
+	case errors.Is(err, state.ErrConflict):
+		// The job moved on before its slot was taken: nothing was launched.
+		return "duplicate: " + err.Error(), nil
+	case err != nil:
 		return "", h.yield(ctx, job, err)
 	}
 	ctx = logging.WithInstance(ctx, inst.ID)
 	if err := h.register(ctx, job, target, inst.ID, resuming); err != nil {
 		return h.registrationFailed(ctx, job, target, inst.ID, err)
 	}
+	h.accepted(target)
 	_, err = h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Launched,
 		state.Change{RunnerName: runnerName(inst.ID)})
 	if errors.Is(err, state.ErrConflict) {
@@ -180,7 +187,7 @@ func (h *Handler) registrationFailed(ctx context.Context, job state.Job, t githu
 	if errors.Is(err, githubapp.ErrInvalid) {
 		return h.fail(ctx, job, "runner registration refused by GitHub: "+err.Error())
 	}
-	h.refused(job.InstallationID, err)
+	h.refused(t, err)
 	if _, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
 		state.Change{ClearInstance: true, NextLaunchTry: true, ExpireLease: true}); terr != nil && !errors.Is(terr, state.ErrConflict) {
 		return "", errors.Join(err, terr)
@@ -219,72 +226,179 @@ func statusOr(s, def string) string {
 	return s
 }
 
-// instanceFor returns the job's instance: the one recorded or tagged for this attempt when
-// resuming (a crash or timeout after CreateFleet must not launch a second), else a new launch
-// within the caps. The instance is recorded on the job and as an idle runner at once; the runner
-// item is written again on every resume (conditionally), so a crash between the two writes
-// cannot leave a runner unrecorded.
+// instanceFor returns the job's instance: the one recorded for this attempt when it can still
+// become the runner, else the one tagged for this attempt when resuming (a crash or timeout after
+// CreateFleet must not launch a second), else a new launch within the caps. A new launch is
+// recorded on the job and as an idle runner in one transaction (RecordLaunch); an instance whose
+// job moved on meanwhile is terminated at once (errMovedOn).
 func (h *Handler) instanceFor(ctx context.Context, job *state.Job, p presets.Preset, spec labels.Spec, ami string, resuming bool) (fleet.Instance, error) {
+	job.Preset = p.Name
 	if job.InstanceID != "" {
-		return h.recordInstance(ctx, *job, p, fleet.Instance{ID: job.InstanceID})
-	}
-	tags := h.tags(*job, p)
-	if resuming {
-		found, err := h.fleet.Find(ctx, map[string]string{tagJob: tags[tagJob], tagAttempt: tags[tagAttempt]})
+		why, err := h.unusable(ctx, *job)
 		if err != nil {
 			return fleet.Instance{}, err
 		}
-		if len(found) > 0 {
-			return h.recordInstance(ctx, *job, p, found[0])
+		if why == "" {
+			return h.recordInstance(ctx, job, fleet.Instance{ID: job.InstanceID})
+		}
+		logging.From(ctx).Warn().Str("discardInstance", job.InstanceID).Str("why", why).Msg("recorded instance cannot become the runner: launching anew")
+		if err := h.abandon(ctx, job); err != nil {
+			return fleet.Instance{}, err
+		}
+		resuming = false // the dead instance was this try's; the new try has none yet
+	}
+	launch := h.launchSpec(p, spec, ami)
+	if job.Launch != nil {
+		launch = *job.Launch // fixed at this try's first call: the same token must send the same request
+	}
+	tags := h.tags(*job, p.Name, launch)
+	if resuming {
+		if inst, ok, err := h.findLaunched(ctx, tags); err != nil || ok {
+			if err != nil {
+				return fleet.Instance{}, err
+			}
+			return h.recordInstance(ctx, job, inst)
 		}
 	}
-	if err := h.jobs.AcquireSlot(ctx, job.Host, job.ID, p.Name, h.cfg.MaxRunners, p.MaxRunners); err != nil {
+	if err := h.jobs.AcquireSlot(ctx, job.Host, job.ID, p.Name, h.cfg.MaxRunners, p.MaxRunners, launch); err != nil {
 		return fleet.Instance{}, err
 	}
-	job.SlotHeld = true
-	req := fleet.Request{
-		ClientToken:      clientToken(*job),
-		LaunchTemplateID: p.LaunchTemplateID,
-		ImageID:          ami,
-		InstanceTypes:    p.InstanceTypes,
-		SubnetIDs:        h.cfg.SubnetIDs,
-		Strategy:         fleet.Strategy(p.Strategy),
-		DiskSizeGB:       p.DiskSizeGB,
-		Tags:             tags,
-	}
-	if spec.CPU > 0 || spec.RAMGiB > 0 {
-		req.Requirements = &fleet.Requirements{MinVCPU: spec.CPU, MinMemoryGiB: spec.RAMGiB, Architecture: p.Architecture}
-	}
-	inst, err := h.fleet.Launch(ctx, req)
-	if err != nil && fleet.LaunchedNothing(err) {
+	job.SlotHeld, job.Launch = true, &launch
+	inst, err := h.fleet.Launch(ctx, request(*job, launch, tags))
+	switch {
+	case errors.Is(err, fleet.ErrTokenReused):
+		// This try's token went with another request (one sent before launch inputs were fixed on
+		// the job): its instance, if any, carries this attempt's tags; otherwise a new try.
+		if inst, ok, ferr := h.findLaunched(ctx, tags); ok && ferr == nil {
+			return h.recordInstance(ctx, job, inst)
+		}
+		return fleet.Instance{}, errors.Join(err, h.nextTry(ctx, job, p.Name))
+	case err != nil && fleet.LaunchedNothing(err):
 		// A definite "no instance": the slot goes back, and the next try needs a new token (AWS
 		// answers a reused ClientToken with its first answer, failures included). After any other
 		// failure an instance may exist: the job keeps its slot and the retry sends the same token.
-		_, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{NextLaunchTry: true})
-		return fleet.Instance{}, errors.Join(err, h.jobs.GiveBackSlot(ctx, job.Host, job.ID, p.Name), terr)
-	}
-	if err != nil {
+		return fleet.Instance{}, errors.Join(err, h.nextTry(ctx, job, p.Name))
+	case err != nil:
 		return fleet.Instance{}, err
 	}
-	return h.recordInstance(ctx, *job, p, inst)
+	return h.recordInstance(ctx, job, inst)
 }
 
-func (h *Handler) recordInstance(ctx context.Context, job state.Job, p presets.Preset, inst fleet.Instance) (fleet.Instance, error) {
-	if job.InstanceID == "" {
-		if _, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
-			state.Change{InstanceID: inst.ID, Preset: p.Name, Lease: h.cfg.Lease}); err != nil {
-			return inst, fmt.Errorf("record instance %s on job %d: %w", inst.ID, job.ID, err)
-		}
+// findLaunched returns the live instance tagged for this job's attempt, if there is one.
+func (h *Handler) findLaunched(ctx context.Context, tags map[string]string) (fleet.Instance, bool, error) {
+	found, err := h.fleet.Find(ctx, map[string]string{tagJob: tags[tagJob], tagAttempt: tags[tagAttempt]})
+	if err != nil || len(found) == 0 {
+		return fleet.Instance{}, false, err
+	}
+	return found[0], true, nil
+}
+
+// nextTry gives back the slot of a try that launched nothing and moves the job to a new try (a new
+// ClientToken, launch inputs built afresh).
+func (h *Handler) nextTry(ctx context.Context, job *state.Job, preset string) error {
+	_, terr := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning, state.Change{NextLaunchTry: true})
+	return errors.Join(h.jobs.GiveBackSlot(ctx, job.Host, job.ID, preset), terr)
+}
+
+// unusable says why the instance recorded on job cannot become its runner, or "" when it can: it
+// is gone or stopping, or it was launched so long ago, with no runner registered for it, that its
+// bootstrap has stopped waiting for a config (ConfigDeadline; docs/provisioning.md).
+func (h *Handler) unusable(ctx context.Context, job state.Job) (string, error) {
+	inst, found, err := h.fleet.Lookup(ctx, job.InstanceID)
+	switch {
+	case err != nil:
+		return "", err
+	case !found:
+		return "instance not found", nil
+	case inst.State != "pending" && inst.State != "running":
+		return "instance is " + inst.State, nil
+	}
+	r, err := h.jobs.Runner(ctx, job.InstanceID)
+	if err != nil || r.RunnerID != 0 || h.now().Sub(r.LaunchedAt) < h.cfg.ConfigDeadline {
+		return "", nil // registered, or still in time (a missing runner item is written on record)
+	}
+	// Registration comes before delivery: no runner of that name on GitHub, no config delivered.
+	_, registered, err := h.github.RunnerByName(ctx, targetOf(job), runnerName(job.InstanceID))
+	if err != nil || registered {
+		return "", err
+	}
+	return fmt.Sprintf("no config delivered %s after launch", h.now().Sub(r.LaunchedAt).Round(time.Second)), nil
+}
+
+// abandon discards the instance recorded on job and moves the job to a new try without it.
+func (h *Handler) abandon(ctx context.Context, job *state.Job) error {
+	old := job.InstanceID
+	h.discard(ctx, *job, old)
+	j, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Provisioning,
+		state.Change{ClearInstance: true, NextLaunchTry: true, ExpectInstance: &old})
+	if err != nil {
+		return fmt.Errorf("abandon instance %s of job %d: %w", old, job.ID, err)
+	}
+	*job = j
+	return nil
+}
+
+// recordInstance records inst as the job's launch and its idle runner (the slot moving with it).
+// A job that moved on meanwhile (started elsewhere, ended, or naming another instance) has no use
+// for inst: it is terminated at once and the slot taken for it given back.
+func (h *Handler) recordInstance(ctx context.Context, job *state.Job, inst fleet.Instance) (fleet.Instance, error) {
+	launch := state.LaunchSpec{}
+	if job.Launch != nil {
+		launch = *job.Launch
 	}
 	now := h.now().UTC()
-	t := targetOf(job)
-	err := h.jobs.PutRunner(ctx, state.Runner{
+	t := targetOf(*job)
+	j, err := h.jobs.RecordLaunch(ctx, *job, state.Runner{
 		InstanceID: inst.ID, Host: job.Host, JobID: job.ID, Owner: t.Owner, Repo: t.Repo,
-		InstallationID: job.InstallationID, Preset: p.Name, Labels: job.Labels, LabelSet: job.LabelSet,
+		InstallationID: job.InstallationID, Preset: job.Preset, Labels: job.Labels, LabelSet: job.LabelSet,
 		RunnerName: runnerName(inst.ID), CapacityType: inst.CapacityType, InstanceType: inst.InstanceType,
-		LaunchedAt: now, Deadline: now.Add(time.Duration(p.TimeoutMinutes) * time.Minute), HoldsSlot: job.SlotHeld,
-	})
-	return inst, err
+		LaunchedAt: now, Deadline: now.Add(time.Duration(launch.TimeoutMinutes) * time.Minute),
+	}, h.cfg.Lease)
+	if errors.Is(err, state.ErrConflict) {
+		log := logging.From(ctx)
+		if terr := h.fleet.Terminate(ctx, inst.ID); terr != nil {
+			log.Error().Err(terr).Str("terminateInstance", inst.ID).Msg("terminate instance of a job that moved on (the reaper will retry)")
+		}
+		if job.SlotHeld {
+			if gerr := h.jobs.GiveBackSlot(ctx, job.Host, job.ID, job.Preset); gerr != nil {
+				return inst, errors.Join(gerr, err)
+			}
+		}
+		return inst, fmt.Errorf("instance %s terminated: job %d is %s: %w", inst.ID, job.ID, j.State, errMovedOn)
+	}
+	if err != nil {
+		return inst, err
+	}
+	*job = j
+	return inst, nil
+}
+
+// errMovedOn ends a launch whose job no longer waits for it; the message is acknowledged.
+var errMovedOn = errors.New("job moved on during its launch")
+
+// launchSpec is what this try asks EC2 for, from the preset, the job's options and the AMI.
+func (h *Handler) launchSpec(p presets.Preset, spec labels.Spec, ami string) state.LaunchSpec {
+	l := state.LaunchSpec{
+		ImageID: ami, LaunchTemplateID: p.LaunchTemplateID, InstanceTypes: p.InstanceTypes, SubnetIDs: h.cfg.SubnetIDs,
+		Strategy: string(p.Strategy), DiskSizeGB: p.DiskSizeGB, TimeoutMinutes: p.TimeoutMinutes, IdleMinutes: p.IdleMinutes,
+	}
+	if spec.CPU > 0 || spec.RAMGiB > 0 {
+		l.MinVCPU, l.MinMemoryGiB, l.Architecture = spec.CPU, spec.RAMGiB, p.Architecture
+	}
+	return l
+}
+
+// request is the fleet request of launch spec l for job.
+func request(job state.Job, l state.LaunchSpec, tags map[string]string) fleet.Request {
+	r := fleet.Request{
+		ClientToken: clientToken(job), LaunchTemplateID: l.LaunchTemplateID, ImageID: l.ImageID,
+		InstanceTypes: l.InstanceTypes, SubnetIDs: l.SubnetIDs, Strategy: fleet.Strategy(l.Strategy),
+		DiskSizeGB: l.DiskSizeGB, Tags: tags,
+	}
+	if l.MinVCPU > 0 || l.MinMemoryGiB > 0 {
+		r.Requirements = &fleet.Requirements{MinVCPU: l.MinVCPU, MinMemoryGiB: l.MinMemoryGiB, Architecture: l.Architecture}
+	}
+	return r
 }
 
 // register creates the JIT runner for instanceID and delivers its config, once. Resuming after
@@ -318,7 +432,13 @@ func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Targe
 			return h.recordRunnerID(ctx, instanceID, old.ID)
 		}
 		if found {
-			if err := h.github.DeleteRunner(ctx, t, old.ID); err != nil {
+			err := h.github.DeleteRunner(ctx, t, old.ID)
+			if errors.Is(err, githubapp.ErrInvalid) {
+				// GitHub refuses to delete a busy runner: it took a job since the look-up, so its
+				// instance has the config. A refusal here must never cost the instance its job.
+				return h.recordRunnerID(ctx, instanceID, old.ID)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -405,7 +525,7 @@ func (h *Handler) rejectNew(ctx context.Context, host string, id int64, reason s
 }
 
 // fail gives up on a job with the reason on record; the message is acknowledged. A slot the job
-// took for a launch that made nothing is given back.
+// took for a launch not recorded (it made nothing) is given back.
 func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (string, error) {
 	j, err := h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Queued, state.Provisioning, state.Launched}, state.Failed, state.Change{Reason: reason})
 	if errors.Is(err, state.ErrConflict) {
@@ -414,7 +534,7 @@ func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (strin
 	if err != nil {
 		return "", err
 	}
-	if j.SlotHeld && j.InstanceID == "" {
+	if j.SlotHeld {
 		if err := h.jobs.GiveBackSlot(ctx, j.Host, j.ID, j.Preset); err != nil {
 			return "", err
 		}
@@ -425,17 +545,18 @@ func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (strin
 	return "failed: " + reason, nil
 }
 
-// tags are the instance's tags: our marker, what it is for, and what its bootstrap reads.
-func (h *Handler) tags(job state.Job, p presets.Preset) map[string]string {
+// tags are the instance's tags: our marker, what it is for, and what its bootstrap reads. They
+// come from the job and its fixed launch inputs only, so a retry sends the same request.
+func (h *Handler) tags(job state.Job, preset string, l state.LaunchSpec) map[string]string {
 	return map[string]string{
 		fleet.ManagedTag:             "true",
-		"spotrunner:preset":          p.Name,
+		"spotrunner:preset":          preset,
 		"spotrunner:host":            job.Host,
 		tagJob:                       job.Host + "/" + strconv.FormatInt(job.ID, 10),
 		tagAttempt:                   strconv.Itoa(job.Attempt),
-		"spotrunner:timeout-minutes": strconv.Itoa(p.TimeoutMinutes),
-		"spotrunner:idle-minutes":    strconv.Itoa(p.IdleMinutes),
-		"Name":                       "spotrunner-" + p.Name,
+		"spotrunner:timeout-minutes": strconv.Itoa(l.TimeoutMinutes),
+		"spotrunner:idle-minutes":    strconv.Itoa(l.IdleMinutes),
+		"Name":                       "spotrunner-" + preset,
 	}
 }
 

@@ -73,7 +73,7 @@ func TestHappyPath(t *testing.T) {
 	t.Logf("EC2 calls: %v", r.ec2.Calls())
 	t.Logf("GitHub calls: %v", gh)
 	wantAWS := map[string]int{
-		"DynamoDB.PutItem": 2, "DynamoDB.UpdateItem": 4, "DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 1,
+		"DynamoDB.PutItem": 1, "DynamoDB.UpdateItem": 3, "DynamoDB.GetItem": 1, "DynamoDB.TransactWriteItems": 2,
 		"SSM.PutParameter": 1, "EC2.CreateFleet": 1,
 	}
 	for k, v := range calls {

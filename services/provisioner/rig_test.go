@@ -100,7 +100,7 @@ type rig struct {
 	ec2raw  *ec2.Client
 	world   ec2world.World
 	store   *state.Store
-	ssm     *ssm.Client
+	ssm     *world.SSM // refuses what SSM refuses (value sizes per tier)
 	sqs     *sqs.Client
 	queue   string
 	table   string
@@ -121,7 +121,7 @@ func newRig(t *testing.T) *rig {
 	r.world = ec2world.Setup(t, r.ec2raw)
 	r.table = world.StateTable(t, cfg)
 	r.store = state.New(world.NewDynamoDB(cfg), r.table).WithClock(func() time.Time { return r.now })
-	r.ssm = ssm.NewFromConfig(cfg)
+	r.ssm = world.NewSSM(cfg)
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
 

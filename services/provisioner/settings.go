@@ -13,6 +13,12 @@ type Settings struct {
 	RunnerGroupID int64
 	NoAMIWait     time.Duration
 	Lease         time.Duration
+	// ConfigDeadline: an instance with no runner registered this long after its launch is given
+	// up and replaced; shorter than the bootstrap's wait for its config (docs/provisioning.md).
+	ConfigDeadline time.Duration
+	// RecordBudget: a batch stops starting records when less time than this is left before the
+	// function's deadline; the rest are reported as failures and come again.
+	RecordBudget time.Duration
 	Partition     string
 	Region        string
 	AccountID     string
