@@ -175,7 +175,7 @@ delete_jit_config() {
 # --disableupdate is what sets it for a classic registration. Pipes only: nothing touches disk.
 without_update() {
   printf '%s' "$1" | base64 -d 2>/dev/null |
-    jq -ce '.[".runner"] |= (@base64d | ltrimstr("\ufeff") | fromjson | .disableUpdate = true | tojson | @base64)' 2>/dev/null |
+    jq -ce '.[".runner"] |= (@base64d | ltrimstr("\ufeff") | fromjson | with_entries(select(.key | ascii_downcase != "disableupdate")) | .DisableUpdate = true | tojson | @base64)' 2>/dev/null |
     base64 -w0
 }
 

@@ -540,7 +540,7 @@ func newJITConfig(t *testing.T, id string) jitConfig {
 	exponent := "private-" + randomHex(t, 32)
 	files := map[string]string{
 		".runner": "\ufeff" + fmt.Sprintf(`{"agentId":42,"agentName":"spotrunner-%s","poolId":1,"poolName":"Default",`+
-			`"serverUrl":"https://pipelines.example/abc","gitHubUrl":"https://ghes.example/octo-org","workFolder":"_work","ephemeral":true}`, id),
+			`"serverUrl":"https://pipelines.example/abc","gitHubUrl":"https://ghes.example/octo-org","workFolder":"_work","ephemeral":true,"DisableUpdate":"False"}`, id),
 		".credentials":           fmt.Sprintf(`{"scheme":"OAuth","data":{"clientId":"%s","authorizationUrl":"https://ghes.example/token"}}`, clientID),
 		".credentials_rsaparams": fmt.Sprintf(`{"d":"%s","exponent":"AQAB"}`, exponent),
 	}
@@ -561,14 +561,20 @@ func newJITConfig(t *testing.T, id string) jitConfig {
 }
 
 // withoutUpdate is what the runner must receive, decoded: the same files, .runner with
-// disableUpdate set.
+// DisableUpdate set and no other spelling of it left (GitHub sends "DisableUpdate":"False"; the
+// runner reads keys case-insensitively, so two spellings would leave it to key order).
 func (j jitConfig) withoutUpdate(t *testing.T) map[string]any {
 	t.Helper()
 	var runner map[string]any
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(j.files[".runner"], "\ufeff")), &runner); err != nil {
 		t.Fatal(err)
 	}
-	runner["disableUpdate"] = true
+	for k := range runner {
+		if strings.EqualFold(k, "disableUpdate") {
+			delete(runner, k)
+		}
+	}
+	runner["DisableUpdate"] = true
 	return map[string]any{".runner": runner, ".credentials": j.files[".credentials"], ".credentials_rsaparams": j.files[".credentials_rsaparams"]}
 }
 

@@ -22,9 +22,10 @@ import (
 // `run.sh --jitconfig` writes them as they are (actions/runner, src/Runner.Listener/Runner.cs)
 // and reads them with Newtonsoft.Json, which matches names case-insensitively and converts
 // strings to numbers and booleans. The key is two thirds of a config, and the double base64
-// makes every byte of a file cost 16/9 bytes: a config comes to 4.3-4.6 KB, depending on the
-// host and runner names, more than an SSM Standard-tier parameter holds (4096 characters), as
-// GitHub's have since mid-2025. ConnectRunner reads a config back the way the runner does.
+// makes every byte of a file cost 16/9 bytes: a config comes to 4.3-4.5 KB with ordinary host
+// and runner names (5.2 KB with 100-character ones), more than an SSM Standard-tier parameter
+// holds (4096 characters), as GitHub's have since mid-2025. ConnectRunner reads a config back
+// the way the runner does.
 
 // runnerSettings is .runner as GitHub writes it in a JIT config: the runner's RunnerSettings
 // (actions/runner, src/Runner.Common/ConfigurationStore.cs) with PascalCase names and every
@@ -64,8 +65,8 @@ type runnerCredentials struct {
 
 // rsaParams is .credentials_rsaparams: .NET's RSAParameters as the runner serialises them
 // (RSAParametersSerializable in src/Runner.Listener/Configuration/IRSAKeyManager.cs), each a
-// big-endian byte array at .NET's fixed length (modulus and d 256 bytes, the rest 128, for
-// RSA-2048), base64 in JSON.
+// big-endian byte array at .NET's length for RSA-2048 (modulus and d 256 bytes; p, q, dp, dq
+// and inverseQ 128; exponent 3), base64 in JSON.
 type rsaParams struct {
 	D        []byte `json:"d"`
 	DP       []byte `json:"dp"`
@@ -159,11 +160,14 @@ func (s *Server) encodeJITConfig(rr *runnerRecord) string {
 	creds.Data.RequireFipsCryptography = "True"
 	creds.Data.EnableAuthMigrationByDefault = "true"
 	creds.Data.AuthorizationURLV2 = s.webURL() + "/_services/token/_apis/oauth2/token/" + s.actionsTenantID
-	return b64JSON(map[string]string{
-		".runner":                b64JSON(settings),
-		".credentials":           b64JSON(creds),
-		".credentials_rsaparams": keyFor(rr.ID).encoded,
-	})
+	return b64JSON(jitFilesJSON{Runner: b64JSON(settings), Credentials: b64JSON(creds), RSAParams: keyFor(rr.ID).encoded})
+}
+
+// jitFilesJSON is the object a config encodes, in GitHub's order (.runner first).
+type jitFilesJSON struct {
+	Runner      string `json:".runner"`
+	Credentials string `json:".credentials"`
+	RSAParams   string `json:".credentials_rsaparams"`
 }
 
 // netValue is a settings value as the runner's Newtonsoft.Json reads it: a JSON string, number

@@ -5,7 +5,8 @@
 //     GitHub's iss/iat/exp rules) and installation access tokens (ghs_..., one hour), scoped to
 //     the installation's account;
 //   - installation look-ups (by id, org, repo and user);
-//   - self-hosted runners at org and repo level: JIT configurations, list, get, delete;
+//   - self-hosted runners at org and repo level: JIT configurations (GitHub's three runner
+//     files, with an RSA-2048 key, about 4.4 KB encoded), list, get, delete;
 //   - workflow jobs, which tests create and move through queued → in_progress → completed;
 //   - the app's webhook deliveries (list, get, redeliver), filled by the signed workflow_job and
 //     ping webhooks it sends to a receiver on loopback;

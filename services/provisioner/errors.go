@@ -43,9 +43,12 @@ func classify(err error) class {
 		errors.Is(err, errRefused),
 		errors.Is(err, secrets.ErrNotFound),
 		errors.Is(err, presets.ErrBroken),
+		errors.Is(err, fleet.ErrUnauthorized), // an IAM denial, never "no capacity"
 		errors.Is(err, fleet.ErrLaunchConfig):
 		return operator
-	case errors.Is(err, fleet.ErrCapacity),
+	case errors.Is(err, fleet.ErrTokenReused), // the next try has a new token
+		errors.Is(err, state.ErrContention),
+		errors.Is(err, fleet.ErrCapacity),
 		errors.Is(err, fleet.ErrThrottled),
 		errors.Is(err, githubapp.ErrRateLimited),
 		errors.Is(err, githubapp.ErrUnavailable),

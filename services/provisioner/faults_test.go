@@ -138,6 +138,16 @@ func TestFaults(t *testing.T) {
 		{name: "GitHub 422 on registration: instance terminated, job failed",
 			setup:      func(r *rig) { r.sim.Fail(jitRoute, 1, 422) },
 			wantRounds: []int{0}, wantState: state.Failed, wantReason: "runner registration refused by GitHub", wantRunners: 0, wantLive: 0},
+		{name: "spotPreferred: spot launch not authorized is an operator error, never on-demand", strategy: presets.SpotPreferred,
+			setup: func(r *rig) {
+				r.ec2.FailFleet(3, "spot", "UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: AbCd")
+			},
+			wantRounds: []int{1, 1}, wantState: state.Provisioning, wantRunners: 0, wantLive: 0},
+		{name: "spotOnly: spot launch not authorized is an operator error", strategy: presets.SpotOnly,
+			setup: func(r *rig) {
+				r.ec2.FailFleet(3, "spot", "UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: AbCd")
+			},
+			wantRounds: []int{1, 1}, wantState: state.Provisioning, wantRunners: 0, wantLive: 0},
 		{name: "App not installed: operator error, nothing launched", installation: 999,
 			wantRounds: []int{1, 1, 1}, wantState: state.Provisioning, wantRunners: 0, wantLive: 0},
 		{name: "crash between CreateFleet and the state write: found by tags",

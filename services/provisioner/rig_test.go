@@ -100,6 +100,7 @@ type rig struct {
 	ec2raw  *ec2.Client
 	world   ec2world.World
 	store   *state.Store
+	db      *world.DynamoDB // conflicts can be injected (InjectConflicts)
 	ssm     *world.SSM // refuses what SSM refuses (value sizes per tier)
 	sqs     *sqs.Client
 	queue   string
@@ -120,7 +121,8 @@ func newRig(t *testing.T) *rig {
 	r.ec2 = ec2world.New(r.ec2raw)
 	r.world = ec2world.Setup(t, r.ec2raw)
 	r.table = world.StateTable(t, cfg)
-	r.store = state.New(world.NewDynamoDB(cfg), r.table).WithClock(func() time.Time { return r.now })
+	r.db = world.NewDynamoDB(cfg)
+	r.store = state.New(r.db, r.table).WithClock(func() time.Time { return r.now })
 	r.ssm = world.NewSSM(cfg)
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
@@ -163,7 +165,7 @@ func newRig(t *testing.T) *rig {
 		backoff:    Backoff{}, // retry at once: tests pump again instead of waiting
 		now:        func() time.Time { return r.now },
 		cfg: Settings{SubnetIDs: r.world.SubnetIDs, RunnerGroupID: 1, NoAMIWait: 30 * time.Minute, Lease: 2 * time.Minute,
-			Partition: "aws", Region: "us-east-1", AccountID: "123456789012"},
+			Partition: "aws", Region: "us-east-1", AccountID: "123456789012", ConfigDeadline: 8 * time.Minute},
 	}
 	return r
 }
