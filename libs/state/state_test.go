@@ -343,6 +343,7 @@ func deleteItem(t *testing.T, s *Store, pk, sk string) {
 		t.Error(err)
 	}
 }
+
 // putRunner writes a runner item as it stands, without the launch bookkeeping of RecordLaunch.
 func putRunner(t *testing.T, s *Store, r Runner) {
 	t.Helper()

@@ -101,7 +101,7 @@ type rig struct {
 	world   ec2world.World
 	store   *state.Store
 	db      *world.DynamoDB // conflicts can be injected (InjectConflicts)
-	ssm     *world.SSM // refuses what SSM refuses (value sizes per tier)
+	ssm     *world.SSM      // refuses what SSM refuses (value sizes per tier)
 	sqs     *sqs.Client
 	queue   string
 	table   string

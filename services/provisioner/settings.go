@@ -19,9 +19,9 @@ type Settings struct {
 	// RecordBudget: a batch stops starting records when less time than this is left before the
 	// function's deadline; the rest are reported as failures and come again.
 	RecordBudget time.Duration
-	Partition     string
-	Region        string
-	AccountID     string
+	Partition    string
+	Region       string
+	AccountID    string
 }
 
 // Handler is the provisioner: the SQS batch handler and the job state machine behind it.
