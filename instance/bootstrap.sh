@@ -24,7 +24,7 @@
 #   SPOTRUNNER_RUNNER_DIR        the runner's folder (/opt/actions-runner)
 #   SPOTRUNNER_CONSOLE           where console lines go (/dev/console)
 #   SPOTRUNNER_MINUTE_SECONDS    seconds in a minute of the tag limits (60)
-#   SPOTRUNNER_JIT_WAIT_SECONDS  how long to wait for the JIT config to appear (120)
+#   SPOTRUNNER_JIT_WAIT_SECONDS  how long to wait for the JIT config to appear (600)
 #   AWS_ENDPOINT_URL             the AWS CLI's own endpoint override (unset)
 # Every command is looked up on PATH, so a test can put stubs first.
 #
@@ -36,7 +36,7 @@ readonly imds=${SPOTRUNNER_IMDS_URL:-http://169.254.169.254}
 readonly runner_dir=${SPOTRUNNER_RUNNER_DIR:-/opt/actions-runner}
 readonly console=${SPOTRUNNER_CONSOLE:-/dev/console}
 readonly minute=${SPOTRUNNER_MINUTE_SECONDS:-60}
-readonly jit_wait=${SPOTRUNNER_JIT_WAIT_SECONDS:-120}
+readonly jit_wait=${SPOTRUNNER_JIT_WAIT_SECONDS:-600}
 readonly runner_user=ubuntu
 readonly jit_prefix=/spotrunner/jit/
 readonly default_timeout_minutes=60
@@ -157,7 +157,7 @@ fetch_jit_config() {
       exec {quiet}>&-
       return 1
     fi
-    sleep 1
+    sleep $((tries < 30 ? 1 : 5)) # quick while the provisioner is due, then sparing SSM
   done
 }
 
