@@ -96,10 +96,14 @@ func TestFirstBuild(t *testing.T) {
 			old: func(r *rig) *firstBuildProps { p := *newRecipe; p.PipelineArn = r.x64; return &p }, wantStatus: "SUCCESS", wantStarted: 1, wantPreset: "building"},
 		{name: "delete touches nothing", requestType: "Delete", wantStatus: "SUCCESS"},
 		{name: "a build already running is not an error", requestType: "Create",
-			setup:      func(r *rig) { r.ib.startErr = &ibtypes.ResourceInUseException{Message: awsString("execution in progress")} },
+			setup: func(r *rig) {
+				r.ib.startErr = &ibtypes.ResourceInUseException{Message: awsString("execution in progress")}
+			},
 			wantStatus: "SUCCESS", wantPreset: "building"},
 		{name: "internal error still answers FAILED with the reason", requestType: "Create",
-			setup:      func(r *rig) { r.ib.startErr = errors.New("AccessDeniedException: not authorized to perform imagebuilder:StartImagePipelineExecution") },
+			setup: func(r *rig) {
+				r.ib.startErr = errors.New("AccessDeniedException: not authorized to perform imagebuilder:StartImagePipelineExecution")
+			},
 			wantStatus: "FAILED", wantReason: "not authorized to perform imagebuilder:StartImagePipelineExecution", wantPreset: "building"},
 		{name: "a panic still answers FAILED", requestType: "Create",
 			setup:      func(r *rig) { r.ib.startHook = func(context.Context) { panic("boom") } },
