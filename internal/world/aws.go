@@ -45,8 +45,8 @@ func Name(tb testing.TB, prefix string) string {
 	return strings.Trim(n, "-")
 }
 
-// StateTable creates a state table shaped as template.yaml's StateTable (pk/sk, sparse GSI
-// "pool" on pool/pk) and returns its name.
+// StateTable creates a state table shaped as template.yaml's StateTable (pk/sk, sparse GSIs
+// "pool" on pool/pk and "phase" on phase/pk, keys only) and returns its name.
 func StateTable(tb testing.TB, cfg aws.Config) string {
 	tb.Helper()
 	name := Name(tb, "state")
@@ -57,6 +57,7 @@ func StateTable(tb testing.TB, cfg aws.Config) string {
 			{AttributeName: aws.String("pk"), AttributeType: dbtypes.ScalarAttributeTypeS},
 			{AttributeName: aws.String("sk"), AttributeType: dbtypes.ScalarAttributeTypeS},
 			{AttributeName: aws.String("pool"), AttributeType: dbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("phase"), AttributeType: dbtypes.ScalarAttributeTypeS},
 		},
 		KeySchema: []dbtypes.KeySchemaElement{
 			{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeHash},
@@ -69,6 +70,13 @@ func StateTable(tb testing.TB, cfg aws.Config) string {
 				{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeRange},
 			},
 			Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeAll},
+		}, {
+			IndexName: aws.String("phase"),
+			KeySchema: []dbtypes.KeySchemaElement{
+				{AttributeName: aws.String("phase"), KeyType: dbtypes.KeyTypeHash},
+				{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeRange},
+			},
+			Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeKeysOnly},
 		}},
 	})
 	// moto's server drops idle keep-alive connections now and then; the SDK retries, and the retry

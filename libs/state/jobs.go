@@ -86,6 +86,7 @@ type jobItem struct {
 	PK        string `dynamodbav:"pk"`
 	SK        string `dynamodbav:"sk"`
 	Pool      string `dynamodbav:"pool,omitempty"`
+	Phase     string `dynamodbav:"phase,omitempty"`
 	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
 	Job
 }
@@ -100,6 +101,7 @@ func (s *Store) CreateJob(ctx context.Context, j Job, st JobState) (Job, bool, e
 	if st.Pending() {
 		it.Pool = PoolKey(j.Host, j.LabelSet)
 	}
+	it.Phase = jobPhase(st)
 	if st.Final() {
 		it.ExpiresAt = now.Add(Retention).Unix()
 	}
@@ -198,6 +200,11 @@ func (s *Store) transition(ctx context.Context, host string, id int64, from []Jo
 	}
 	if !to.Pending() {
 		u.remove("pool")
+	}
+	if p := jobPhase(to); p != "" {
+		u.set(str(p), "phase")
+	} else {
+		u.remove("phase")
 	}
 	if to.Final() {
 		u.set(num(now.Add(Retention).Unix()), "expiresAt")

@@ -49,6 +49,7 @@ type runnerItem struct {
 	PK        string `dynamodbav:"pk"`
 	SK        string `dynamodbav:"sk"`
 	Pool      string `dynamodbav:"pool,omitempty"`
+	Phase     string `dynamodbav:"phase,omitempty"`
 	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
 	Runner
 }
@@ -87,7 +88,7 @@ func (s *Store) RecordLaunch(ctx context.Context, j Job, r Runner, lease time.Du
 }
 
 func (s *Store) recordLaunch(ctx context.Context, j Job, r Runner, lease time.Duration) ([]string, error) {
-	item, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
+	item, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Phase: runnerPhase(Idle), Runner: r})
 	if err != nil {
 		return nil, fmt.Errorf("encode runner %s: %w", r.InstanceID, err)
 	}
@@ -147,6 +148,11 @@ func (s *Store) UpdateRunner(ctx context.Context, instanceID string, from []Runn
 	}
 	if to != Idle {
 		u.remove("pool")
+	}
+	if p := runnerPhase(to); p != "" {
+		u.set(str(p), "phase")
+	} else {
+		u.remove("phase")
 	}
 	if to == Done {
 		u.set(num(s.now().Add(Retention).Unix()), "expiresAt")

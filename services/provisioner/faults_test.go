@@ -203,6 +203,7 @@ func TestFaults(t *testing.T) {
 				r.complete(1, j.InstanceID, "success")
 				r.drain(3)
 			}
+			r.countsAgree()
 			// No slot leaks, whatever happened on the way.
 			if total := r.slots(); total != 0 {
 				t.Errorf("%d runner slots still counted at the end, want 0", total)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -365,4 +367,41 @@ func record(id string, m queue.Message, receives int) events.SQSMessage {
 // toSimJob is the simulator's record of m's job: it must know a job to assign it to a runner.
 func toSimJob(m queue.Message) ghessim.Job {
 	return ghessim.Job{ID: m.JobID, RunID: m.RunID, RunAttempt: m.RunAttempt, Owner: m.Owner, Repo: m.Repo, Labels: m.Labels}
+}
+
+// countsAgree checks the status counts (state.CountPhases, from the sparse phase index) against
+// the table itself, read whole (a test may scan): jobs queued or provisioning, runners idle, runners
+// busy.
+func (r *rig) countsAgree() {
+	r.t.Helper()
+	ctx := context.Background()
+	got, err := r.store.CountPhases(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var want state.Counts
+	out, err := r.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(r.table), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, item := range out.Items {
+		var it struct {
+			SK    string `dynamodbav:"sk"`
+			State string `dynamodbav:"state"`
+		}
+		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+			r.t.Fatal(err)
+		}
+		switch {
+		case it.SK == "JOB" && (it.State == string(state.Queued) || it.State == string(state.Provisioning)):
+			want.Waiting++
+		case it.SK == "RUNNER" && it.State == string(state.Idle):
+			want.Idle++
+		case it.SK == "RUNNER" && it.State == string(state.Busy):
+			want.Busy++
+		}
+	}
+	if got != want {
+		r.t.Errorf("status counts %+v, the table says %+v", got, want)
+	}
 }

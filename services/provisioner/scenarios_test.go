@@ -52,6 +52,7 @@ func (r *rig) settled(jobs []int64, runners []string) {
 	if left := r.sim.Runners(); len(left) != 0 {
 		r.t.Errorf("runners left on GitHub: %+v", left)
 	}
+	r.countsAgree()
 }
 
 // TestStolenRunnerSwap (local world): jobs 1 and 2 (same labels) each get a runner; GitHub gives
