@@ -13,9 +13,14 @@
 //     (UnauthorizedOperation: moto enforces no IAM);
 //  5. turns InstanceRequirements overrides (attribute-based selection, on which moto fails with
 //     HTTP 500 when the launch template names no instance type) into the instance type AWS would
-//     pick: the smallest type of a built-in catalogue that meets the requirements and runs the AMI.
+//     pick: the smallest type of a built-in catalogue that meets the requirements and runs the AMI;
+//  6. refuses to launch from a deregistered AMI, as AWS does and moto does not (moto launches
+//     from it; only DescribeImages shows it gone, answering its id with no image): a fleet whose
+//     overrides name one answers HTTP 200, zero instances and InvalidAMIID.NotFound per pool.
+//     An id moto never knew is left to moto, which launches from it.
 //
-// Setup creates in moto what a launch needs (VPC, subnets, security group, AMIs, launch template).
+// Setup creates in moto what a launch needs (VPC, subnets, security group, AMIs, launch template);
+// CopyImage registers a fresh AMI that a test may deregister.
 // The package is for tests only, but an ordinary package, so that any package's tests can use it.
 package ec2world
 
@@ -24,7 +29,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,6 +50,9 @@ const (
 // EC2 wraps the real client. Safe for concurrent use.
 type EC2 struct {
 	inner *ec2.Client
+	// own is inner without the caller's middleware (API-call counters): the layer's own reads
+	// (DescribeImages) are the emulation's, not calls of the code under test.
+	own *ec2.Client
 
 	mu          sync.Mutex
 	calls       []string
@@ -75,7 +85,9 @@ type tokenState struct {
 
 // New returns the layer in front of inner.
 func New(inner *ec2.Client) *EC2 {
-	return &EC2{inner: inner, tokens: map[string]*tokenState{}, archs: map[string]string{}}
+	opts := inner.Options()
+	opts.APIOptions = nil
+	return &EC2{inner: inner, own: ec2.New(opts), tokens: map[string]*tokenState{}, archs: map[string]string{}}
 }
 
 // APIError is an error as the SDK returns it for an EC2 error code, e.g.
@@ -182,7 +194,8 @@ func fingerprint(in *ec2.CreateFleetInput) (string, error) {
 	return string(b), nil
 }
 
-// createFleet answers a request AWS has not seen: with an injected fleet fault, or from moto.
+// createFleet answers a request AWS has not seen: with an injected fleet fault, AWS's refusal of a
+// deregistered AMI, or from moto.
 func (e *EC2) createFleet(ctx context.Context, in *ec2.CreateFleetInput, optFns []func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
 	capacity := ""
 	if in.TargetCapacitySpecification != nil {
@@ -191,11 +204,46 @@ func (e *EC2) createFleet(ctx context.Context, in *ec2.CreateFleetInput, optFns 
 	if f, ok := e.takeFleetFault(capacity); ok {
 		return failedFleet(in, capacity, f), nil
 	}
+	gone, err := e.deregisteredImage(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if gone != "" {
+		return failedFleet(in, capacity, fleetFault{code: "InvalidAMIID.NotFound", message: fmt.Sprintf("The image id '[%s]' does not exist", gone)}), nil
+	}
 	rewritten, err := e.selectInstanceTypes(ctx, in)
 	if err != nil {
 		return nil, err
 	}
 	return e.inner.CreateFleet(ctx, rewritten, optFns...)
+}
+
+// deregisteredImage returns the first AMI of in's overrides that moto no longer describes: moto
+// answers DescribeImages for a deregistered id with no image and no error (and for an id it never
+// knew with InvalidAMIID.NotFound, which is left to moto as before). Asked on every call: an AMI
+// can be deregistered at any time.
+func (e *EC2) deregisteredImage(ctx context.Context, in *ec2.CreateFleetInput) (string, error) {
+	asked := map[string]bool{}
+	for _, cfg := range in.LaunchTemplateConfigs {
+		for _, o := range cfg.Overrides {
+			id := aws.ToString(o.ImageId)
+			if id == "" || asked[id] {
+				continue
+			}
+			asked[id] = true
+			out, err := e.own.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
+			var api smithy.APIError
+			switch {
+			case errors.As(err, &api) && strings.HasPrefix(api.ErrorCode(), "InvalidAMIID"):
+				continue
+			case err != nil:
+				return "", fmt.Errorf("ec2world: describe image %s: %w", id, err)
+			case len(out.Images) == 0:
+				return id, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func (e *EC2) takeFleetFault(capacity string) (fleetFault, bool) {

@@ -95,9 +95,10 @@ func errorCode(err error) string {
 }
 
 // TestMotoGaps (local world): fixtures are moto itself, called without the layer. It must still
-// show the two gaps the layer closes: one ClientToken used twice launches two instances, and an
-// InstanceRequirements override on a template without an instance type fails with HTTP 500. When
-// this test fails, moto has caught up and the layer's emulation of that behaviour can go.
+// show the three gaps the layer closes: one ClientToken used twice launches two instances, an
+// InstanceRequirements override on a template without an instance type fails with HTTP 500, and
+// an AMI deregistered a moment ago still launches. When this test fails, moto has caught up and
+// the layer's emulation of that behaviour can go.
 func TestMotoGaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -120,6 +121,67 @@ func TestMotoGaps(t *testing.T) {
 	var resp *awshttp.ResponseError
 	if !errors.As(err, &resp) || resp.HTTPStatusCode() != 500 {
 		t.Errorf("moto CreateFleet with InstanceRequirements: err = %v, want HTTP 500 (the gap)", err)
+	}
+
+	gone := ec2world.CopyImage(t, client, w.Images["x86_64"])
+	if _, err := client.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(gone)}); err != nil {
+		t.Fatal(err)
+	}
+	job = unique("job-")
+	o := typed(w, "m5.large")
+	o.ImageId = aws.String(gone)
+	if _, err := client.CreateFleet(ctx, fleetRequest(w, types.DefaultTargetCapacityTypeOnDemand, unique("token-"), job, o)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(instancesOf(t, client, job)); got != 1 {
+		t.Errorf("moto launched %d instances from a deregistered AMI, want 1 (the gap)", got)
+	}
+}
+
+// TestDeregisteredImage (local world): fixtures are two fresh copies of the world's x86_64 AMI,
+// one of them deregistered. Through the layer, a fleet from the deregistered copy (spot and
+// on-demand alike) launches nothing and answers InvalidAMIID.NotFound naming the AMI, once per
+// pool, as AWS does; its token replays that answer; a fleet from the live copy still launches.
+func TestDeregisteredImage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := ec2world.Client(t)
+	w := ec2world.Setup(t, client)
+	e := ec2world.New(client)
+	live, gone := ec2world.CopyImage(t, client, w.Images["x86_64"]), ec2world.CopyImage(t, client, w.Images["x86_64"])
+	if _, err := client.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(gone)}); err != nil {
+		t.Fatal(err)
+	}
+	from := func(image string) types.FleetLaunchTemplateOverridesRequest {
+		o := typed(w, "m5.large")
+		o.ImageId = aws.String(image)
+		return o
+	}
+	for _, capacity := range []types.DefaultTargetCapacityType{types.DefaultTargetCapacityTypeSpot, types.DefaultTargetCapacityTypeOnDemand} {
+		job := unique("job-")
+		in := fleetRequest(w, capacity, unique("token-"), job, from(gone))
+		out, err := e.CreateFleet(ctx, in)
+		if err != nil {
+			t.Fatalf("%s fleet from a deregistered AMI: %v", capacity, err)
+		}
+		var got []string
+		for _, fe := range out.Errors {
+			got = append(got, aws.ToString(fe.ErrorCode)+": "+aws.ToString(fe.ErrorMessage))
+		}
+		want := "InvalidAMIID.NotFound: The image id '[" + gone + "]' does not exist"
+		if diff := cmp.Diff([]string{want, want}, got); diff != "" || len(out.Instances) != 0 {
+			t.Errorf("%s fleet from a deregistered AMI: instances %v, errors (-want +got):\n%s", capacity, out.Instances, diff)
+		}
+		if replay, err := e.CreateFleet(ctx, in); err != nil || aws.ToString(replay.FleetId) != aws.ToString(out.FleetId) {
+			t.Errorf("replayed refusal = %+v, %v; want fleet %s again", replay, err, aws.ToString(out.FleetId))
+		}
+		if ids := instancesOf(t, client, job); len(ids) != 0 {
+			t.Errorf("instances %v launched from a deregistered AMI", ids)
+		}
+	}
+	out, err := e.CreateFleet(ctx, fleetRequest(w, types.DefaultTargetCapacityTypeSpot, unique("token-"), unique("job-"), from(live)))
+	if err != nil || len(instanceIDs(out)) != 1 {
+		t.Errorf("fleet from the live copy = %+v, %v; want one instance", out, err)
 	}
 }
 

@@ -144,7 +144,7 @@ func (e *EC2) architecture(ctx context.Context, imageID string) string {
 	if ok {
 		return arch
 	}
-	out, err := e.inner.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{imageID}})
+	out, err := e.own.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{imageID}})
 	var notFound bool
 	if err != nil {
 		var api smithy.APIError

@@ -131,3 +131,18 @@ func image(tb testing.TB, client *ec2.Client, arch string) string {
 	tb.Fatalf("ec2world: setup: moto knows no %s AMI", arch)
 	return ""
 }
+
+// CopyImage registers a fresh AMI in moto, a copy of source (same architecture), and fails the
+// test when it cannot: an AMI of the test's own, which it may deregister without disturbing the
+// tests that share moto's built-in AMIs.
+func CopyImage(tb testing.TB, client *ec2.Client, source string) string {
+	tb.Helper()
+	out, err := client.CopyImage(context.Background(), &ec2.CopyImageInput{
+		SourceImageId: aws.String(source), SourceRegion: aws.String(client.Options().Region),
+		Name: aws.String("spotrunner-test-" + fleetID()[len("fleet-"):]),
+	})
+	if err != nil {
+		tb.Fatalf("ec2world: copy image %s: %v", source, err)
+	}
+	return aws.ToString(out.ImageId)
+}

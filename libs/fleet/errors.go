@@ -47,15 +47,25 @@ var (
 		"Unsupported":              true,
 		"InstanceTypeNotSupported": true,
 	}
+	// imageGoneCodes mean "this AMI cannot be launched": deregistered (by hand or by Image
+	// Builder's lifecycle policy), disabled, or not in a launchable state. EC2's error code
+	// reference (docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html):
+	// InvalidAMIID.NotFound "The specified AMI does not exist", InvalidAMIID.Unavailable "The
+	// specified AMI has been deregistered and is no longer available, or is not in a state from
+	// which you can launch an instance". Another AMI of the preset can still launch.
+	imageGoneCodes = map[string]bool{
+		"InvalidAMIID.NotFound":    true,
+		"InvalidAMIID.Unavailable": true,
+	}
 	throttleCodes = map[string]bool{
 		"RequestLimitExceeded": true,
 		"Throttling":           true,
 		"ThrottlingException":  true,
 		"RequestThrottled":     true,
 	}
-	// configCodes (and every "Invalid..." code: InvalidLaunchTemplateId.NotFound,
-	// InvalidAMIID.NotFound, InvalidSubnetID.NotFound, InvalidParameterValue, ...) mean the request
-	// itself is wrong: the same request cannot succeed later.
+	// configCodes (and every other "Invalid..." code: InvalidLaunchTemplateId.NotFound,
+	// InvalidAMIID.Malformed, InvalidSubnetID.NotFound, InvalidParameterValue, ...) mean the
+	// request itself is wrong: the same request cannot succeed later.
 	configCodes = map[string]bool{
 		"OptInRequired":        true,
 		"MissingParameter":     true,
@@ -82,6 +92,8 @@ func kindOf(code string) error {
 		return ErrThrottled
 	case capacityCodes[code]:
 		return ErrCapacity
+	case imageGoneCodes[code]:
+		return ErrImageGone
 	case configCodes[code], unsupportedCodes[code], strings.HasPrefix(code, "Invalid"):
 		return ErrLaunchConfig
 	}
@@ -91,11 +103,12 @@ func kindOf(code string) error {
 // kindOfAll classifies the codes of one answer. A denial wins over everything: the pools of one
 // fleet differ only in type and subnet, so a denial for any of them is a policy that does not
 // fit the stack, and a retry (or another capacity type) would only hide it. Then throttling
-// (retry soon), then configuration (a retry cannot help), then capacity when every code is one
-// (an unsupported pool next to capacity failures is just one fewer pool); unknown codes leave
-// the answer unclassified.
+// (retry soon), then configuration (a retry cannot help), then a gone AMI (every pool sends the
+// same AMI, so one pool's "gone" is every pool's, whatever the others reported first), then
+// capacity when every code is one (an unsupported pool next to capacity failures is just one
+// fewer pool); unknown codes leave the answer unclassified.
 func kindOfAll(codes []string) error {
-	var unauthorized, throttled, capacity, config, unsupported, unknown bool
+	var unauthorized, throttled, capacity, config, imageGone, unsupported, unknown bool
 	for _, code := range codes {
 		switch kind := kindOf(code); {
 		case kind == ErrUnauthorized:
@@ -106,6 +119,8 @@ func kindOfAll(codes []string) error {
 			unsupported = true
 		case kind == ErrLaunchConfig:
 			config = true
+		case kind == ErrImageGone:
+			imageGone = true
 		case kind == ErrCapacity:
 			capacity = true
 		default:
@@ -119,6 +134,8 @@ func kindOfAll(codes []string) error {
 		return ErrThrottled
 	case config:
 		return ErrLaunchConfig
+	case imageGone:
+		return ErrImageGone
 	case unknown:
 		return nil
 	case capacity:

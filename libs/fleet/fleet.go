@@ -45,6 +45,14 @@ var (
 	// still treats it as the operator's; test ErrUnauthorized first to tell it apart. It never
 	// counts as no capacity, and SpotPreferred never falls back to on-demand because of it.
 	ErrUnauthorized = fmt.Errorf("%w: not authorized by IAM", ErrLaunchConfig)
+	// ErrImageGone: the request's AMI was deregistered (by hand, or by Image Builder's lifecycle
+	// policy) or disabled, or is not in a state it can launch from (InvalidAMIID.NotFound,
+	// InvalidAMIID.Unavailable), whether CreateFleet answered with it or the fleet reported it in
+	// its Errors. Not a kind of ErrLaunchConfig: the preset is fine, only its AMI is not; the caller
+	// forgets the AMI and launches from another one. SpotPreferred never falls back to on-demand
+	// because of it (the on-demand fleet would send the same AMI). A malformed AMI id
+	// (InvalidAMIID.Malformed) stays ErrLaunchConfig.
+	ErrImageGone = errors.New("AMI deregistered or disabled")
 	// ErrTokenReused: EC2 refused the ClientToken because it came with a request that differs
 	// from the one it was first sent with (IdempotentParameterMismatch), e.g. a retry after the
 	// preset's AMI or types changed. Not a configuration error: the caller finds the instance of
@@ -158,15 +166,15 @@ func New(api EC2) *Client { return &Client{api: api, now: time.Now} }
 //   - SpotOnly: one instant fleet, spot, price-capacity-optimized.
 //   - OnDemandOnly: one instant fleet, on-demand, lowest-price.
 //   - SpotPreferred: the spot fleet first (token+"-spot"); only when it definitively launched no
-//     instance (HTTP 200, zero instances) and not because of throttling or a denial, an
-//     on-demand fleet (token+"-od"). An API error on the spot call never falls back: the spot
+//     instance (HTTP 200, zero instances) and not because of throttling, a denial or a gone AMI,
+//     an on-demand fleet (token+"-od"). An API error on the spot call never falls back: the spot
 //     fleet may exist, and a retry with the same token finds out. A denial never falls back
 //     either: a role that may not launch spot must fail the first job, not pay on-demand prices
-//     for every job after it.
+//     for every job after it. Nor does a gone AMI: the on-demand fleet would send the same one.
 //
-// Zero instances is always an error, wrapping ErrCapacity, ErrThrottled, ErrLaunchConfig or
-// ErrUnauthorized as the fleet's error codes say (or none of them for unknown codes, or no Errors
-// at all). An authorization failure names the permission it most likely lacks.
+// Zero instances is always an error, wrapping ErrCapacity, ErrThrottled, ErrLaunchConfig,
+// ErrUnauthorized or ErrImageGone as the fleet's error codes say (or none of them for unknown
+// codes, or no Errors at all). An authorization failure names the permission it most likely lacks.
 func (c *Client) Launch(ctx context.Context, r Request) (Instance, error) {
 	if err := r.validate(); err != nil {
 		return Instance{}, fmt.Errorf("launch %q: %w", r.ClientToken, err)
@@ -179,7 +187,7 @@ func (c *Client) Launch(ctx context.Context, r Request) (Instance, error) {
 	}
 	inst, spotErr := c.launch(ctx, r, types.DefaultTargetCapacityTypeSpot, r.ClientToken+"-spot")
 	var none *noInstanceError
-	if spotErr == nil || !errors.As(spotErr, &none) || errors.Is(spotErr, ErrThrottled) || errors.Is(spotErr, ErrUnauthorized) {
+	if spotErr == nil || !errors.As(spotErr, &none) || errors.Is(spotErr, ErrThrottled) || errors.Is(spotErr, ErrUnauthorized) || errors.Is(spotErr, ErrImageGone) {
 		return inst, spotErr
 	}
 	inst, err := c.launch(ctx, r, types.DefaultTargetCapacityTypeOnDemand, r.ClientToken+"-od")

@@ -130,7 +130,7 @@ func dropUnset(v any) any {
 	return v
 }
 
-var sentinels = []error{ErrCapacity, ErrThrottled, ErrLaunchConfig, ErrUnauthorized, ErrTokenReused, ErrNotOurs}
+var sentinels = []error{ErrCapacity, ErrThrottled, ErrLaunchConfig, ErrUnauthorized, ErrImageGone, ErrTokenReused, ErrNotOurs}
 
 // checkKind fails unless err wraps exactly the sentinel want (none when want is nil), and the
 // sentinels want is a kind of: ErrUnauthorized is also ErrLaunchConfig.
@@ -150,12 +150,17 @@ func denied(encoded string) string {
 	return "You are not authorized to perform this operation. Encoded authorization failure message: " + encoded
 }
 
+// imageGone is AWS's message for an AMI that no longer exists, naming the request's AMI.
+const imageGone = "The image id '[ami-0aaaaaaaaaaaaaaaa]' does not exist"
+
 // TestLaunchOutcomes: fixtures are scripted CreateFleet answers (fleet Errors arrays, API errors,
 // empty answers) for each strategy. Each launch must make exactly the listed calls (capacity type
 // and token), return the instance the fleet launched with its capacity type, or an error that
 // wraps exactly the expected sentinel and names the codes and messages EC2 gave. A denial must be
 // ErrUnauthorized wherever it appears, never fall back to on-demand, and name the missing
-// permission; a reused token must be ErrTokenReused, not a configuration error.
+// permission; a reused token must be ErrTokenReused, not a configuration error; an AMI that is
+// gone (deregistered, disabled) must be ErrImageGone and not a configuration error, name the AMI
+// as AWS does, and never fall back to on-demand.
 func TestLaunchOutcomes(t *testing.T) {
 	t.Parallel()
 	const token = "ghes-example-com-42-a1"
@@ -232,6 +237,42 @@ func TestLaunchOutcomes(t *testing.T) {
 			name: "spotOnly: AMI rejected as an API error", strategy: SpotOnly,
 			answers:   []answer{{err: apiError("InvalidAMIID.Malformed", "Invalid id: ami-x")}},
 			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrLaunchConfig,
+		},
+		{
+			name: "spotOnly: AMI gone in every pool", strategy: SpotOnly,
+			answers:   []answer{noInstanceMessages("InvalidAMIID.NotFound", imageGone, imageGone, imageGone, imageGone)},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrImageGone,
+			wantText: []string{"InvalidAMIID.NotFound: " + imageGone + " (4 pools)", "AMI deregistered or disabled"},
+		},
+		{
+			name: "spotOnly: AMI unavailable (disabled) in every pool", strategy: SpotOnly,
+			answers:   []answer{noInstanceMessages("InvalidAMIID.Unavailable", "The image id '[ami-0aaaaaaaaaaaaaaaa]' is no longer available")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrImageGone, wantText: []string{"ami-0aaaaaaaaaaaaaaaa"},
+		},
+		{
+			name: "spotOnly: AMI gone as an API error", strategy: SpotOnly,
+			answers:   []answer{{err: apiError("InvalidAMIID.NotFound", imageGone)}},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrImageGone, wantText: []string{token, "ami-0aaaaaaaaaaaaaaaa"},
+		},
+		{
+			name: "spotOnly: AMI gone with CloudTrail's prefix", strategy: SpotOnly,
+			answers:   []answer{{err: apiError("Client.InvalidAMIID.Unavailable", "The image id '[ami-0aaaaaaaaaaaaaaaa]' is no longer available")}},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrImageGone,
+		},
+		{
+			name: "spotOnly: AMI gone next to capacity errors is a gone AMI", strategy: SpotOnly,
+			answers:   []answer{noInstance("InsufficientInstanceCapacity", "InvalidAMIID.NotFound", "Unsupported")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrImageGone,
+		},
+		{
+			name: "spotOnly: AMI gone next to a configuration error is configuration", strategy: SpotOnly,
+			answers:   []answer{noInstance("InvalidAMIID.NotFound", "InvalidSubnetID.NotFound")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrLaunchConfig,
+		},
+		{
+			name: "spotOnly: AMI gone next to a denial is a denial", strategy: SpotOnly,
+			answers:   []answer{noInstance("InvalidAMIID.NotFound", "UnauthorizedOperation")},
+			wantCalls: []string{"spot " + token}, wantErr: true, wantKind: ErrUnauthorized,
 		},
 		{
 			name: "spotOnly: CreateFleet denied as an API error", strategy: SpotOnly,
@@ -353,6 +394,21 @@ func TestLaunchOutcomes(t *testing.T) {
 			answers:   []answer{noInstance("InsufficientInstanceCapacity"), noInstance("UnauthorizedOperation")},
 			wantCalls: []string{"spot " + token + "-spot", "on-demand " + token + "-od"}, wantErr: true, wantKind: ErrUnauthorized,
 			wantText: []string{"iam:PassRole on the runner instance role"},
+		},
+		{
+			name: "spotPreferred: AMI gone for spot does not fall back", strategy: SpotPreferred,
+			answers:   []answer{noInstanceMessages("InvalidAMIID.NotFound", imageGone, imageGone)},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrImageGone, wantText: []string{"ami-0aaaaaaaaaaaaaaaa"},
+		},
+		{
+			name: "spotPreferred: AMI gone as a spot API error does not fall back", strategy: SpotPreferred,
+			answers:   []answer{{err: apiError("InvalidAMIID.NotFound", imageGone)}},
+			wantCalls: []string{"spot " + token + "-spot"}, wantErr: true, wantKind: ErrImageGone,
+		},
+		{
+			name: "spotPreferred: AMI gone on-demand after spot capacity", strategy: SpotPreferred,
+			answers:   []answer{noInstance("InsufficientInstanceCapacity"), noInstanceMessages("InvalidAMIID.NotFound", imageGone)},
+			wantCalls: []string{"spot " + token + "-spot", "on-demand " + token + "-od"}, wantErr: true, wantKind: ErrImageGone,
 		},
 		{
 			name: "spotPreferred: a reused spot token does not fall back", strategy: SpotPreferred,

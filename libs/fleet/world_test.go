@@ -149,12 +149,19 @@ const deniedMessage = "You are not authorized to perform this operation. Encoded
 // ErrCapacity, and a retry with the same token must stay ErrCapacity (AWS replays the token's
 // first answer) while a new token launches; throttling must be ErrThrottled; a denial (in the
 // fleet's Errors or as CreateFleet's API error) must be ErrUnauthorized, never ErrCapacity, name
-// the missing permission, and in spotPreferred make no on-demand call; requirements must launch
-// the smallest type of the AMI's architecture.
+// the missing permission, and in spotPreferred make no on-demand call; an AMI that is gone (in the
+// fleet's Errors, as CreateFleet's API error, or a copy of the world's AMI deregistered in moto)
+// must be ErrImageGone, never ErrLaunchConfig, name the AMI, and in spotPreferred make no
+// on-demand call; requirements must launch the smallest type of the AMI's architecture.
 func TestWorldStrategies(t *testing.T) {
 	t.Parallel()
 	client := ec2world.Client(t)
 	w := ec2world.Setup(t, client)
+	gone := ec2world.CopyImage(t, client, w.Images["x86_64"])
+	if _, err := client.DeregisterImage(context.Background(), &ec2.DeregisterImageInput{ImageId: aws.String(gone)}); err != nil {
+		t.Fatal(err)
+	}
+	goneMessage := "The image id '[" + w.Images["x86_64"] + "]' does not exist"
 	tests := []struct {
 		name      string
 		strategy  fleet.Strategy
@@ -227,6 +234,25 @@ func TestWorldStrategies(t *testing.T) {
 			wantKind: fleet.ErrUnauthorized, wantText: "ec2:CreateFleet", wantCalls: 1,
 		},
 		{
+			name: "spotPreferred with the AMI gone in the fleet's Errors does not fall back", strategy: fleet.SpotPreferred,
+			faults: func(e *ec2world.EC2) {
+				e.FailFleet(1, "", "InvalidAMIID.NotFound", goneMessage)
+			},
+			wantKind: fleet.ErrImageGone, wantText: w.Images["x86_64"], wantCalls: 1,
+		},
+		{
+			name: "onDemandOnly with the AMI gone as an API error", strategy: fleet.OnDemandOnly,
+			faults: func(e *ec2world.EC2) {
+				e.FailCall(ec2world.CreateFleet, 1, ec2world.APIError("InvalidAMIID.NotFound", goneMessage))
+			},
+			wantKind: fleet.ErrImageGone, wantText: w.Images["x86_64"], wantCalls: 1,
+		},
+		{
+			name: "spotPreferred from an AMI deregistered in moto", strategy: fleet.SpotPreferred,
+			change:   func(r *fleet.Request) { r.ImageID = gone },
+			wantKind: fleet.ErrImageGone, wantText: gone, wantCalls: 1,
+		},
+		{
 			name: "requirements on arm64", strategy: fleet.SpotOnly,
 			change: func(r *fleet.Request) {
 				r.ImageID = w.Images["arm64"]
@@ -265,6 +291,9 @@ func TestWorldStrategies(t *testing.T) {
 				}
 				if tt.wantKind != fleet.ErrCapacity && errors.Is(err, fleet.ErrCapacity) {
 					t.Errorf("Launch() = %v, want no ErrCapacity", err)
+				}
+				if tt.wantKind == fleet.ErrImageGone && errors.Is(err, fleet.ErrLaunchConfig) {
+					t.Errorf("Launch() = %v, want no ErrLaunchConfig for a gone AMI", err)
 				}
 				if !strings.Contains(err.Error(), tt.wantText) {
 					t.Errorf("Launch() = %v, want it to name %q", err, tt.wantText)

@@ -50,6 +50,7 @@ func classify(err error) class {
 		errors.Is(err, state.ErrContention),
 		errors.Is(err, fleet.ErrCapacity),
 		errors.Is(err, fleet.ErrThrottled),
+		errors.Is(err, fleet.ErrImageGone), // the AMI is forgotten: the retry uses the previous one, or waits
 		errors.Is(err, githubapp.ErrRateLimited),
 		errors.Is(err, githubapp.ErrUnavailable),
 		errors.Is(err, state.ErrCapReached),

@@ -63,8 +63,9 @@ type Config struct {
 	MaxRunners int `env:"MAX_RUNNERS, default=0"`
 	// RunnerGroupID is optional, default 1 (GitHub's Default group).
 	RunnerGroupID int64 `env:"RUNNER_GROUP_ID, default=1"`
-	// NoAMIWait is optional, default 30m: how long a job waits for its preset's first AMI.
-	NoAMIWait time.Duration `env:"NO_AMI_WAIT, default=30m"`
+	// NoAMIWait is optional, default 90m: how long a job waits for its preset's first AMI (a first
+	// build with its tests takes 30-60 min; docs/images.md).
+	NoAMIWait time.Duration `env:"NO_AMI_WAIT, default=90m"`
 	// Lease is optional, default 2m: how long a claim holds a job (longer than the function timeout).
 	Lease time.Duration `env:"CLAIM_LEASE, default=2m"`
 	// ConfigDeadline is optional, default 8m: an instance whose runner is still not registered this

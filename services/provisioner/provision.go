@@ -273,6 +273,14 @@ func (h *Handler) instanceFor(ctx context.Context, job *state.Job, p presets.Pre
 			return h.recordInstance(ctx, job, inst)
 		}
 		return fleet.Instance{}, errors.Join(err, h.nextTry(ctx, job, p.Name))
+	case errors.Is(err, fleet.ErrImageGone):
+		// The AMI was deregistered or disabled after the preset record named it. EC2 launched
+		// nothing (it refused the call, or its fleet answered zero instances): the record forgets
+		// the AMI (the previous one takes its place, or none is left and jobs wait for a build),
+		// the slot goes back and the job moves to a new try, whose launch inputs the retry builds
+		// from the record afresh.
+		_, derr := h.jobs.DropAMI(ctx, p.Name, launch.ImageID)
+		return fleet.Instance{}, errors.Join(err, derr, h.nextTry(ctx, job, p.Name))
 	case err != nil && fleet.LaunchedNothing(err):
 		// A definite "no instance": the slot goes back, and the next try needs a new token (AWS
 		// answers a reused ClientToken with its first answer, failures included). After any other

@@ -15,9 +15,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -166,7 +166,7 @@ func newRig(t *testing.T) *rig {
 		queueURL:   r.queue,
 		backoff:    Backoff{}, // retry at once: tests pump again instead of waiting
 		now:        func() time.Time { return r.now },
-		cfg: Settings{SubnetIDs: r.world.SubnetIDs, RunnerGroupID: 1, NoAMIWait: 30 * time.Minute, Lease: 2 * time.Minute,
+		cfg: Settings{SubnetIDs: r.world.SubnetIDs, RunnerGroupID: 1, NoAMIWait: 90 * time.Minute, Lease: 2 * time.Minute,
 			Partition: "aws", Region: "us-east-1", AccountID: "123456789012", ConfigDeadline: 8 * time.Minute},
 	}
 	return r

@@ -230,9 +230,9 @@ func TestAMIWait(t *testing.T) {
 	if j := r.job(2); j.State != state.Queued || !strings.Contains(j.Reason, "waiting") || !strings.Contains(j.Reason, "no AMI yet") {
 		t.Errorf("waiting job = %s %q, want queued, waiting for an AMI", j.State, j.Reason)
 	}
-	r.now = r.now.Add(31 * time.Minute)
+	r.now = r.now.Add(91 * time.Minute)
 	r.drain(2)
-	if j := r.job(2); j.State != state.Failed || !strings.Contains(j.Reason, "has no AMI after waiting 30m0s") {
+	if j := r.job(2); j.State != state.Failed || !strings.Contains(j.Reason, "has no AMI after waiting 1h30m0s") {
 		t.Errorf("job 2 = %s %q, want failed for want of an AMI", j.State, j.Reason)
 	}
 }
@@ -273,4 +273,34 @@ func TestCapUnderConcurrency(t *testing.T) {
 	if waiting != 4 {
 		t.Errorf("%d jobs waiting on the cap, want 4", waiting)
 	}
+}
+
+// TestFirstBuildThenLaunch (local world): a fresh deployment: the preset is recorded building
+// with no AMI (the first-build custom resource). A job queued then waits; when the build's AMI
+// is recorded (as amiwatcher does on AVAILABLE), the job's next retry launches from it, well
+// inside NO_AMI_WAIT.
+func TestFirstBuildThenLaunch(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := context.Background()
+	if err := r.store.PutPresetImage(ctx, state.PresetImage{Name: "linux-x64", Status: state.ImageBuilding, UpdatedAt: r.now}); err != nil {
+		t.Fatal(err)
+	}
+	r.send(r.msg(queue.ActionQueued, 1))
+	r.drain(1)
+	if j := r.job(1); j.State != state.Queued || !strings.Contains(j.Reason, "no AMI yet") {
+		t.Fatalf("job 1 = %s %q, want waiting for the first AMI", j.State, j.Reason)
+	}
+	r.now = r.now.Add(40 * time.Minute) // the build and its tests
+	if _, err := r.store.UpdatePresetImage(ctx, "linux-x64", func(cur state.PresetImage, _ bool) (state.PresetImage, error) {
+		cur.Status, cur.AMIID, cur.AMIBuild, cur.Build = state.ImageReady, r.world.Images["x86_64"], "1.0.1/1", "1.0.1/1"
+		return cur, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.drain(3)
+	if j := r.job(1); j.State != state.Launched || j.InstanceID == "" {
+		t.Fatalf("job 1 = %s %q, want launched from the first AMI", j.State, j.Reason)
+	}
+	r.countsAgree()
 }
