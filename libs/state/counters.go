@@ -165,6 +165,9 @@ func (s *Store) Slots(ctx context.Context) (total int, perPreset map[string]int,
 	return total, perPreset, nil
 }
 
+// hourFormat is the sort key of an hour's activity item (UTC): sorts as time does.
+const hourFormat = "2006-01-02T15"
+
 // Activity kinds counted per hour.
 const (
 	ActivityCompleted = "completed"
@@ -175,7 +178,7 @@ const (
 func (s *Store) CountActivity(ctx context.Context, at time.Time, kind string) error {
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
-		Key:                       key("ACTIVITY", at.UTC().Format("2006-01-02T15")),
+		Key:                       key("ACTIVITY", at.UTC().Format(hourFormat)),
 		UpdateExpression:          aws.String("ADD #k :one SET expiresAt = if_not_exists(expiresAt, :exp)"),
 		ExpressionAttributeNames:  map[string]string{"#k": kind},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": num(1), ":exp": num(at.Add(Retention).Unix())},
@@ -184,4 +187,43 @@ func (s *Store) CountActivity(ctx context.Context, at time.Time, kind string) er
 		return fmt.Errorf("count %s activity: %w", kind, err)
 	}
 	return nil
+}
+
+// Hour is one hour's activity counters.
+type Hour struct {
+	Start     time.Time
+	Completed int
+	Failed    int
+}
+
+// Activity returns the hourly counters of the hours from `from`'s hour to `to`'s, oldest first;
+// hours without activity are left out. One query (at most 25 small items for a day).
+func (s *Store) Activity(ctx context.Context, from, to time.Time) ([]Hour, error) {
+	out, err := s.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		KeyConditionExpression: aws.String("pk = :p AND sk BETWEEN :from AND :to"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":p": str("ACTIVITY"), ":from": str(from.UTC().Format(hourFormat)), ":to": str(to.UTC().Format(hourFormat)),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read activity: %w", err)
+	}
+	hours := make([]Hour, 0, len(out.Items))
+	for _, item := range out.Items {
+		var h struct {
+			SK        string `dynamodbav:"sk"`
+			Completed int    `dynamodbav:"completed"`
+			Failed    int    `dynamodbav:"failed"`
+		}
+		if err := attributevalue.UnmarshalMap(item, &h); err != nil {
+			return nil, fmt.Errorf("decode activity: %w", err)
+		}
+		start, err := time.Parse(hourFormat, h.SK)
+		if err != nil {
+			return nil, fmt.Errorf("decode activity hour %q: %w", h.SK, err)
+		}
+		hours = append(hours, Hour{Start: start, Completed: h.Completed, Failed: h.Failed})
+	}
+	return hours, nil
 }
