@@ -55,56 +55,88 @@ func credential(r *http.Request, schemes ...string) (string, bool) {
 	return "", false
 }
 
+// GitHub's answers to the app JWTs it refuses, as clients have quoted them:
+//   - 401 "A JSON web token could not be decoded": not a JWT, or not signed by a key of the app
+//     that iss names. GitHub staff reproduced it with a valid app id and another app's key
+//     (actions/create-github-app-token#153); octokit's maintainers got it for a valid key with
+//     the id of another app (octokit/auth-app.js#375); go-github#1463 quotes it for
+//     GET /api/v3/app on GHES.
+//   - 401 "'Issuer' claim ('iss') must be an Integer": an iss that is not an app id
+//     (actions/create-github-app-token#386).
+//   - 404 "Integration not found": an iss that names no app (GHES 2.13 answering 404 in
+//     issc29/probot-prevent-public-repos#4; 404 on api.github.com in probot/probot#1655).
+//
+// The order follows from GitHub having to find the app before it can know which keys verify
+// the signature: decode, find the app named by iss, verify, then check the times.
+const (
+	msgUndecodable    = "A JSON web token could not be decoded"
+	msgIssNotInteger  = "'Issuer' claim ('iss') must be an Integer"
+	msgAppNotFound    = "Integration not found"
+	msgIatNotPast     = "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+	msgExpNotFuture   = "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+	msgExpTooFarAhead = "'Expiration time' claim ('exp') is too far in the future"
+)
+
 // requireApp guards the routes GitHub serves to the app itself, authenticated by an app JWT.
 func (s *Server) requireApp(next handlerFunc) handlerFunc {
 	return func(r *http.Request) reply {
 		raw, ok := credential(r, "bearer")
 		if !ok {
-			return errorReply(http.StatusUnauthorized, "A JSON web token could not be decoded")
+			return errorReply(http.StatusUnauthorized, msgUndecodable)
 		}
-		if msg := s.checkAppJWT(raw); msg != "" {
-			return errorReply(http.StatusUnauthorized, msg)
+		if refusal, ok := s.checkAppJWT(raw); !ok {
+			return refusal
 		}
 		return next(r)
 	}
 }
 
-// checkAppJWT applies GitHub's rules to an app JWT and returns GitHub's message for the first one
-// broken, or "" when the JWT is good.
-func (s *Server) checkAppJWT(raw string) string {
+// checkAppJWT applies GitHub's rules to an app JWT; when one is broken it returns GitHub's answer
+// and false.
+func (s *Server) checkAppJWT(raw string) (reply, bool) {
 	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, claims); err != nil {
+		return errorReply(http.StatusUnauthorized, msgUndecodable), false
+	}
+	iss, ok := appIDClaim(claims["iss"])
+	if !ok {
+		return errorReply(http.StatusUnauthorized, msgIssNotInteger), false
+	}
+	if iss != s.opts.AppID { // the simulator knows one app
+		return errorReply(http.StatusNotFound, msgAppNotFound), false
+	}
 	// Claims are checked below against s.now, not by the library against the wall clock.
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation())
-	if _, err := parser.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return s.opts.AppPublicKey, nil }); err != nil {
-		return "A JSON web token could not be decoded"
-	}
-	if !issuedBy(claims["iss"], s.opts.AppID) {
-		return "'Issuer' claim ('iss') must be an Integer"
+	if _, err := parser.ParseWithClaims(raw, jwt.MapClaims{}, func(*jwt.Token) (any, error) { return s.opts.AppPublicKey, nil }); err != nil {
+		return errorReply(http.StatusUnauthorized, msgUndecodable), false
 	}
 	now := s.now()
 	iat, iatOK := unixSeconds(claims["iat"])
 	if !iatOK || iat.After(now.Add(clockDrift)) {
-		return "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+		return errorReply(http.StatusUnauthorized, msgIatNotPast), false
 	}
 	exp, expOK := unixSeconds(claims["exp"])
 	if !expOK || !exp.After(now) {
-		return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+		return errorReply(http.StatusUnauthorized, msgExpNotFuture), false
 	}
 	if exp.Sub(iat) > maxJWTLife || exp.After(now.Add(maxJWTLife+clockDrift)) {
-		return "'Expiration time' claim ('exp') is too far in the future"
+		return errorReply(http.StatusUnauthorized, msgExpTooFarAhead), false
 	}
-	return ""
+	return reply{}, true
 }
 
-// issuedBy reports whether iss names the app; GitHub accepts the id as a string or a number.
-func issuedBy(iss any, appID int64) bool {
+// appIDClaim reads iss as an app id; GitHub accepts the id as a string or a number.
+func appIDClaim(iss any) (int64, bool) {
 	switch v := iss.(type) {
 	case string:
-		return v == strconv.FormatInt(appID, 10)
+		id, err := strconv.ParseInt(v, 10, 64)
+		return id, err == nil
 	case float64:
-		return v == float64(appID)
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return int64(v), true
+		}
 	}
-	return false
+	return 0, false
 }
 
 // unixSeconds reads a NumericDate claim. GitHub rejects fractional timestamps, so they fail here.

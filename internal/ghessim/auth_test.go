@@ -14,8 +14,9 @@ import (
 )
 
 // TestAppJWT: no fixtures. Each case sends GET /app/installations/11 with one app JWT; GitHub's
-// rules must decide the status (RS256 with the app's key, iss == app id, integer iat not in the
-// future, exp in the future and at most 10 minutes after iat), and every JWT must be recorded.
+// rules must decide the status and message (RS256 with the key of the app iss names, iss an
+// integer naming a known app, integer iat not in the future, exp in the future and at most 10
+// minutes after iat), and every JWT must be recorded.
 func TestAppJWT(t *testing.T) {
 	t.Parallel()
 	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -27,41 +28,48 @@ func TestAppJWT(t *testing.T) {
 		name string
 		auth func(t *testing.T) string
 		want int
+		msg  string // GitHub's message, for a refusal
 	}{
-		{"valid", func(t *testing.T) string { return "Bearer " + appJWT(t, appKey(), nil) }, http.StatusOK},
+		{"valid", func(t *testing.T) string { return "Bearer " + appJWT(t, appKey(), nil) }, http.StatusOK, ""},
 		{"iss as a number", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["iss"] = testAppID })
-		}, http.StatusOK},
+		}, http.StatusOK, ""},
 		{"ten minutes exactly", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) {
 				c["exp"] = now.Add(9 * time.Minute).Unix()
 				c["iat"] = now.Add(-time.Minute).Unix()
 			})
-		}, http.StatusOK},
-		{"wrong key", func(t *testing.T) string { return "Bearer " + appJWT(t, otherKey, nil) }, http.StatusUnauthorized},
-		{"wrong iss", func(t *testing.T) string {
+		}, http.StatusOK, ""},
+		{"wrong key", func(t *testing.T) string { return "Bearer " + appJWT(t, otherKey, nil) }, http.StatusUnauthorized, msgUndecodable},
+		{"iss of an unknown app", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["iss"] = "4243" })
-		}, http.StatusUnauthorized},
+		}, http.StatusNotFound, msgAppNotFound},
+		{"iss of an unknown app, wrong key", func(t *testing.T) string {
+			return "Bearer " + appJWT(t, otherKey, func(c jwt.MapClaims) { c["iss"] = 4243 })
+		}, http.StatusNotFound, msgAppNotFound},
+		{"iss not a number", func(t *testing.T) string {
+			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["iss"] = "Iv1.spot" })
+		}, http.StatusUnauthorized, msgIssNotInteger},
 		{"no iss", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { delete(c, "iss") })
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgIssNotInteger},
 		{"expired", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) {
 				c["iat"], c["exp"] = now.Add(-5*time.Minute).Unix(), now.Add(-time.Minute).Unix()
 			})
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgExpNotFuture},
 		{"exp too far", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["exp"] = now.Add(11 * time.Minute).Unix() })
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgExpTooFarAhead},
 		{"no exp", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { delete(c, "exp") })
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgExpNotFuture},
 		{"iat in the future", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["iat"] = now.Add(5 * time.Minute).Unix() })
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgIatNotPast},
 		{"fractional iat", func(t *testing.T) string {
 			return "Bearer " + appJWT(t, appKey(), func(c jwt.MapClaims) { c["iat"] = float64(now.Unix()) - 0.5 })
-		}, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgIatNotPast},
 		{"HS256 signed with the public modulus", func(t *testing.T) string {
 			signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 				"iss": "4242", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
@@ -70,9 +78,9 @@ func TestAppJWT(t *testing.T) {
 				t.Fatal(err)
 			}
 			return "Bearer " + signed
-		}, http.StatusUnauthorized},
-		{"not a JWT", func(*testing.T) string { return "Bearer ghs_notajwt" }, http.StatusUnauthorized},
-		{"no Authorization", func(*testing.T) string { return "" }, http.StatusUnauthorized},
+		}, http.StatusUnauthorized, msgUndecodable},
+		{"not a JWT", func(*testing.T) string { return "Bearer ghs_notajwt" }, http.StatusUnauthorized, msgUndecodable},
+		{"no Authorization", func(*testing.T) string { return "" }, http.StatusUnauthorized, msgUndecodable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,6 +90,13 @@ func TestAppJWT(t *testing.T) {
 			got := call(t, "GET", base+"/api/v3/app/installations/11", auth, nil)
 			if got.status != tt.want {
 				t.Errorf("status = %d, want %d; body %s", got.status, tt.want, got.body)
+			}
+			if tt.msg != "" {
+				var e basicError
+				got.decode(t, &e)
+				if diff := cmp.Diff(basicError{Message: tt.msg, DocumentationURL: docsURL, Status: strconv.Itoa(tt.want)}, e); diff != "" {
+					t.Errorf("error body (-want +got):\n%s", diff)
+				}
 			}
 			var wantJWTs []string
 			if raw, ok := strings.CutPrefix(auth, "Bearer "); ok && raw != "ghs_notajwt" {

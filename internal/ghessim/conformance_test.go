@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -148,6 +149,9 @@ func TestOpenAPIConformance(t *testing.T) {
 		return map[string]any{"name": name, "runner_group_id": 1, "labels": labels, "work_folder": "_work"}
 	}
 	tests := []conformanceCase{
+		{name: "app", method: "GET", path: "/app", auth: "app", want: 200},
+		{name: "app, slow", method: "GET", path: "/app", auth: "app", want: 200,
+			fault: func(s *Server) { s.Fail("GET /app", 1, 0, WithDelay(50*time.Millisecond)) }},
 		{name: "token", method: "POST", path: "/app/installations/11/access_tokens", auth: "app", body: map[string]any{"permissions": map[string]string{"organization_self_hosted_runners": "write"}}, want: 201},
 		{name: "token without body", method: "POST", path: "/app/installations/12/access_tokens", auth: "app", want: 201},
 		{name: "token, bad JWT", method: "POST", path: "/app/installations/11/access_tokens", auth: "bad-jwt", want: 401},

@@ -54,7 +54,7 @@ func (s *Server) installationJSON(inst *installation) installationJSON {
 		RepositoriesURL:     s.apiURL() + "/installation/repositories",
 		HTMLURL:             settings,
 		AppID:               s.opts.AppID,
-		AppSlug:             "spot-runner",
+		AppSlug:             s.opts.AppSlug,
 		TargetID:            a.id,
 		TargetType:          a.typ,
 		Permissions:         maps.Clone(appPermissions),

@@ -45,9 +45,13 @@ func (s *Server) userJSON(a *account) map[string]any {
 	return obj
 }
 
-// senderJSON is the user who triggered an event: a fixed site user, as tests do not care who.
-func (s *Server) senderJSON() map[string]any {
-	return s.userJSON(&account{id: 1, login: "monalisa", typ: "User"})
+// siteUser is a fixed user of the instance: the sender of events and the owner of the app, as
+// tests do not care who.
+var siteUser = account{id: 1, login: "monalisa", typ: "User"}
+
+func (s *Server) siteUserJSON() map[string]any {
+	u := siteUser
+	return s.userJSON(&u)
 }
 
 // orgJSON is GitHub's organization-simple-webhooks.

@@ -30,6 +30,7 @@ type route struct {
 func (s *Server) routeList() []route {
 	app, inst := s.requireApp, s.requireInstallation
 	return []route{
+		{"GET /app", app(s.getApp)},
 		{"POST /app/installations/{installation_id}/access_tokens", app(s.createAccessToken)},
 		{"GET /app/installations/{installation_id}", app(s.getInstallation)},
 		{"GET /orgs/{org}/installation", app(s.getOrgInstallation)},

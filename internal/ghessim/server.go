@@ -2,8 +2,9 @@
 // the local demo. It serves, under /api/v3 like GHES:
 //
 //   - GitHub App authentication: app JWTs (RS256, checked against the app's public key, with
-//     GitHub's iss/iat/exp rules) and installation access tokens (ghs_..., one hour), scoped to
-//     the installation's account;
+//     GitHub's iss/iat/exp rules and its 401/404 messages) and installation access tokens
+//     (ghs_..., one hour), scoped to the installation's account;
+//   - the authenticated app itself (GET /app: id, slug, name, permissions, installations_count);
 //   - installation look-ups (by id, org, repo and user);
 //   - self-hosted runners at org and repo level: JIT configurations (GitHub's three runner
 //     files, with an RSA-2048 key, about 4.4 KB encoded), list, get, delete;
@@ -20,6 +21,7 @@ package ghessim
 
 import (
 	"crypto/rsa"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -44,6 +46,10 @@ type Options struct {
 	// Host is the GHES host name put in URLs, payloads and the X-GitHub-Enterprise-Host header.
 	// Optional, default "ghes.local".
 	Host string
+	// AppSlug is the app's slug in GET /app and in installations. Optional, default "spot-runner".
+	AppSlug string
+	// AppName is the app's display name in GET /app. Optional, default "Spot Runner".
+	AppName string
 }
 
 // Call is one request the server answered.
@@ -66,6 +72,9 @@ type Server struct {
 	// actionsTenant and actionsTenantID name this server's Actions service in the URLs of JIT
 	// configs, as GitHub's tenant path and token URL do.
 	actionsTenant, actionsTenantID string
+	// appClientID and appCreatedAt describe the app in GET /app; fixed for the server's life.
+	appClientID  string
+	appCreatedAt time.Time
 
 	mu            sync.Mutex
 	nextID        int64 // ids of accounts, repos, runners, labels and deliveries
@@ -87,10 +96,18 @@ func New(opts Options) *Server {
 	if opts.Host == "" {
 		opts.Host = "ghes.local"
 	}
+	if opts.AppSlug == "" {
+		opts.AppSlug = "spot-runner"
+	}
+	if opts.AppName == "" {
+		opts.AppName = "Spot Runner"
+	}
 	s := &Server{
 		opts:            opts,
 		actionsTenant:   randomAlphanumeric(50),
 		actionsTenantID: newGUID(),
+		appClientID:     "Iv1." + randomHex(8),
+		appCreatedAt:    time.Now().UTC().Truncate(time.Second),
 		client: &http.Client{
 			// Hookshot does not follow redirects; neither may a redirect lead a webhook off loopback.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -115,6 +132,17 @@ func Start(tb testing.TB, opts Options) (*Server, string) {
 	ts := httptest.NewServer(s) // httptest binds 127.0.0.1 unless told otherwise
 	tb.Cleanup(ts.Close)
 	return s, ts.URL
+}
+
+// StartTLS is Start over HTTPS, with httptest's self-signed certificate (valid for 127.0.0.1,
+// trusted by no client by default). It also returns that certificate in PEM, the CA bundle a
+// client needs to trust the server.
+func StartTLS(tb testing.TB, opts Options) (*Server, string, []byte) {
+	tb.Helper()
+	s := New(opts)
+	ts := httptest.NewTLSServer(s)
+	tb.Cleanup(ts.Close)
+	return s, ts.URL, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
 }
 
 // ServeHTTP records the call, answers an injected fault if one matches, and routes the rest.

@@ -68,7 +68,7 @@ func (s *Server) workflowJobDelivery(url string, jobID int64, action string) (*d
 		"workflow_job": s.jobJSON(&view),
 		"repository":   s.repoJSON(r),
 		"installation": map[string]any{"id": inst.id, "node_id": nodeID("IntegrationInstallation", inst.id)},
-		"sender":       s.senderJSON(),
+		"sender":       s.siteUserJSON(),
 	}
 	if r.owner.typ == "Organization" {
 		payload["organization"] = s.orgJSON(r.owner)
@@ -94,7 +94,7 @@ func (s *Server) SendPing(ctx context.Context, url string) (guid string, status 
 			"app_id":         s.opts.AppID,
 			"deliveries_url": s.apiURL() + "/app/hook/deliveries",
 		},
-		"sender": s.senderJSON(),
+		"sender": s.siteUserJSON(),
 	}
 	d := newDelivery(url, "ping", "", 0, 0, payload)
 	status, err = s.deliver(ctx, d)

@@ -2,6 +2,8 @@ package githubapp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +13,8 @@ import (
 	"github.com/google/go-github/v84/github"
 )
 
-// GitHub outcomes callers decide on; every error of this package wraps at most one of them.
+// GitHub outcomes callers decide on; every error of this package wraps at most one of them
+// (perhaps through one of the finer sentinels below).
 var (
 	// ErrNotInstalled: the App is not installed on the owner (operator-fixable).
 	ErrNotInstalled = errors.New("github app not installed")
@@ -27,6 +30,21 @@ var (
 	ErrInvalid = errors.New("github rejected request")
 	// ErrNotFound: 404 on the resource itself.
 	ErrNotFound = errors.New("github resource not found")
+)
+
+// Finer outcomes for a caller that reports what is wrong (the status endpoint). Each wraps one of
+// the sentinels above, so a caller that classifies on those needs no change.
+var (
+	// ErrUnauthorized: GitHub refused the app JWT (operator-fixable). It is an ErrForbidden.
+	ErrUnauthorized = fmt.Errorf("%w: github refused the App's JWT: wrong App id, or a key that is not this App's", ErrForbidden)
+	// ErrTLS: the TLS handshake failed, mostly a certificate not trusted (a GHES behind a private
+	// CA needs Config.CABundle) or not for the host. It is an ErrUnavailable.
+	ErrTLS = fmt.Errorf("%w: TLS failure", ErrUnavailable)
+	// ErrTimeout: no answer in time (the context's deadline or Config.Timeout). It is an ErrUnavailable.
+	ErrTimeout = fmt.Errorf("%w: timeout", ErrUnavailable)
+	// ErrUnreachable: no connection: the host does not resolve, or refuses or cannot be routed
+	// to. It is an ErrUnavailable.
+	ErrUnreachable = fmt.Errorf("%w: server unreachable", ErrUnavailable)
 )
 
 // classify maps a go-github (or ghinstallation token) failure to our sentinels. tokenStep errors
@@ -50,11 +68,16 @@ func classify(err error) error {
 			switch code := token.Response.StatusCode; {
 			case code == http.StatusNotFound:
 				return fmt.Errorf("%w: installation token: %v", ErrNotInstalled, err)
-			case code == http.StatusForbidden || code == http.StatusUnauthorized:
+			case code == http.StatusUnauthorized: // the token exchange is authenticated by the app JWT
+				return fmt.Errorf("%w: installation token: %v", ErrUnauthorized, err)
+			case code == http.StatusForbidden:
 				return fmt.Errorf("%w: installation token: %v", ErrForbidden, err)
 			case code == http.StatusTooManyRequests:
 				return fmt.Errorf("%w: installation token: %v", ErrRateLimited, err)
 			}
+		}
+		if token.Response == nil { // no answer: a transport failure
+			return fmt.Errorf("%w: installation token: %v", transportFailure(err), err)
 		}
 		return fmt.Errorf("%w: installation token: %v", ErrUnavailable, err)
 	case errors.As(err, &resp) && resp.Response != nil:
@@ -74,7 +97,46 @@ func classify(err error) error {
 		}
 		return err
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr):
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", transportFailure(err), err)
 	}
 	return err
+}
+
+// classifyAppJWT is classify for a call authenticated by the app JWT alone (GET /app), where
+// GitHub's refusals name the App's credentials: 401 for a key that is not the App's, and 404
+// "Integration not found" for an App id that names no App.
+func classifyAppJWT(err error) error {
+	var resp *github.ErrorResponse
+	if errors.As(err, &resp) && resp.Response != nil {
+		if code := resp.Response.StatusCode; code == http.StatusUnauthorized ||
+			(code == http.StatusNotFound && resp.Message == "Integration not found") {
+			return fmt.Errorf("%w: %v", ErrUnauthorized, err)
+		}
+	}
+	return classify(err)
+}
+
+// transportFailure names what kept a request from an answer: ErrTLS, ErrTimeout, ErrUnreachable,
+// or ErrUnavailable for the rest (a connection reset, a server that hung up).
+func transportFailure(err error) error {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		alert     tls.AlertError
+		dns       *net.DNSError
+		op        *net.OpError
+		netErr    net.Error
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &hostname),
+		errors.As(err, &invalid), errors.As(err, &alert):
+		return ErrTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return ErrTimeout
+	case errors.As(err, &dns), errors.As(err, &op) && op.Op == "dial":
+		return ErrUnreachable
+	}
+	return ErrUnavailable
 }

@@ -180,6 +180,41 @@ func (a *App) Check(ctx context.Context, id int64) error {
 	return nil
 }
 
+// AppInfo is the App as GitHub describes it to the App itself.
+type AppInfo struct {
+	ID   int64
+	Slug string
+	Name string
+}
+
+// Describe asks GitHub who the App is (GET /app), authenticated by the app JWT alone: the one call
+// that proves the server is reachable and trusted and that the key and App id belong together,
+// whatever the installations. Failures wrap ErrBadPrivateKey or the key source's error, or
+// ErrUnauthorized (wrong App id, or a key not this App's), or, for no answer, ErrTLS, ErrTimeout
+// or ErrUnreachable (each an ErrUnavailable), or classify's sentinels.
+func (a *App) Describe(ctx context.Context) (AppInfo, error) {
+	sign, err := a.signer(ctx)
+	if err != nil {
+		return AppInfo{}, err
+	}
+	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID, ghinstallation.WithSigner(sign))
+	if err != nil {
+		return AppInfo{}, fmt.Errorf("github app transport: %w", err)
+	}
+	c, err := a.client(atr)
+	if err != nil {
+		return AppInfo{}, err
+	}
+	app, _, err := c.Apps.Get(ctx, "")
+	if err != nil {
+		return AppInfo{}, fmt.Errorf("get github app %d: %w", a.cfg.AppID, classifyAppJWT(err))
+	}
+	if app.GetID() == 0 {
+		return AppInfo{}, fmt.Errorf("get github app %d: answer names no app: %w", a.cfg.AppID, ErrUnavailable)
+	}
+	return AppInfo{ID: app.GetID(), Slug: app.GetSlug(), Name: app.GetName()}, nil
+}
+
 func (a *App) client(rt http.RoundTripper) (*github.Client, error) {
 	c := github.NewClient(&http.Client{Transport: rt, Timeout: a.cfg.Timeout})
 	if a.apiBase == "https://api.github.com/" {
