@@ -26,6 +26,9 @@ import (
 // ManagedTag marks a fleet, instance or volume as launched by spotrunner; its value is "true".
 const ManagedTag = "spotrunner:managed"
 
+// DeploymentTag names the stack that launched an instance: a reaper touches only its own.
+const DeploymentTag = "spotrunner:deployment"
+
 // Sentinel errors. Launch, Find, Lookup and Terminate wrap them; test with errors.Is.
 var (
 	// ErrCapacity: EC2 had no capacity for any of the request's pools (every error code the fleet

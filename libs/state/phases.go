@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -16,14 +17,18 @@ const PhaseIndex = "phase"
 
 // Phases, as the status document counts them.
 const (
-	PhaseWaiting = "job#waiting" // a job queued or provisioning: no instance yet
+	PhaseWaiting  = "job#waiting"  // a job queued or provisioning: no instance yet
+	PhaseLaunched = "job#launched" // a job with a runner of its own waiting for it
 	PhaseIdle    = "runner#idle" // an instance launched whose runner has not taken a job
 	PhaseBusy    = "runner#busy" // a runner running a job
 )
 
 func jobPhase(s JobState) string {
-	if s == Queued || s == Provisioning {
+	switch s {
+	case Queued, Provisioning:
 		return PhaseWaiting
+	case Launched:
+		return PhaseLaunched
 	}
 	return ""
 }
@@ -80,4 +85,59 @@ func (s *Store) count(ctx context.Context, phase string) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// PageSize bounds the items one Phase call reads.
+const PageSize = 100
+
+// Phase returns up to PageSize items' keys of a phase, from the cursor after (empty: the start),
+// and the cursor of the next page ("" at the end). Callers read each item (Job, Runner): the
+// index holds keys only, and the read is strongly consistent.
+func (s *Store) Phase(ctx context.Context, phase, after string) (pks []string, next string, err error) {
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		IndexName:                 aws.String(PhaseIndex),
+		KeyConditionExpression:    aws.String("#p = :p"),
+		ExpressionAttributeNames:  map[string]string{"#p": "phase"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": str(phase)},
+		Limit:                     aws.Int32(PageSize),
+	}
+	if after != "" {
+		sk := "JOB"
+		if strings.HasPrefix(after, "RUNNER#") {
+			sk = "RUNNER"
+		}
+		in.ExclusiveStartKey = map[string]types.AttributeValue{"phase": str(phase), "pk": str(after), "sk": str(sk)}
+	}
+	out, err := s.api.Query(ctx, in)
+	if err != nil {
+		return nil, "", fmt.Errorf("list %s: %w", phase, err)
+	}
+	for _, item := range out.Items {
+		if v, ok := item["pk"].(*types.AttributeValueMemberS); ok {
+			pks = append(pks, v.Value)
+		}
+	}
+	if out.LastEvaluatedKey != nil {
+		if v, ok := out.LastEvaluatedKey["pk"].(*types.AttributeValueMemberS); ok {
+			next = v.Value
+		}
+	}
+	return pks, next, nil
+}
+
+// RunnerOf reads the runner item whose key Phase returned.
+func (s *Store) RunnerOf(ctx context.Context, pk string) (Runner, error) {
+	id, ok := strings.CutPrefix(pk, "RUNNER#")
+	if !ok {
+		return Runner{}, fmt.Errorf("%q is not a runner key", pk)
+	}
+	return s.Runner(ctx, id)
+}
+
+// JobOf reads the job item whose key Phase returned.
+func (s *Store) JobOf(ctx context.Context, pk string) (Job, error) {
+	var it jobItem
+	err := s.get(ctx, pk, "JOB", pk, &it)
+	return it.Job, err
 }

@@ -27,6 +27,8 @@ type JITStore struct {
 	api SSM
 	// KMSKeyID is optional; default: the account's aws/ssm key.
 	KMSKeyID string
+	// Deployment is this stack's name, tagged on every parameter.
+	Deployment string
 }
 
 // Put stores config for instanceID as a SecureString tagged with the instance's ARN. Without
@@ -50,6 +52,7 @@ func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config strin
 		Overwrite: aws.Bool(false), // SSM refuses Tags together with Overwrite
 		Tags: []types.Tag{
 			{Key: aws.String("spotrunner:managed"), Value: aws.String("true")},
+			{Key: aws.String("spotrunner:deployment"), Value: aws.String(s.Deployment)},
 			{Key: aws.String("spotrunner:instance-arn"), Value: aws.String(instanceARN)},
 		},
 	}

@@ -57,6 +57,9 @@ type Config struct {
 	CABundle string `env:"GITHUB_CA_BUNDLE"`
 	// Presets is required: the configured preset names (comma-separated).
 	Presets []string `env:"PRESETS, required"`
+	// Deployment is required: this stack's name, tagged spotrunner:deployment on every instance and
+	// JIT parameter, so the reaper of one stack never touches another's.
+	Deployment string `env:"DEPLOYMENT, required"`
 	// SubnetIDs is required: the subnets runners launch in (comma-separated).
 	SubnetIDs []string `env:"SUBNET_IDS, required"`
 	// MaxRunners is optional, default 0 (no cap): concurrent runners in total.
@@ -132,14 +135,14 @@ func run(ctx context.Context) error {
 		presets:    presets.New(ssm.NewFromConfig(aws), cfg.Presets, cfg.PresetCacheTTL),
 		fleet:      fleet.New(ec2.NewFromConfig(aws)),
 		github:     app,
-		jit:        JITStore{api: ssm.NewFromConfig(aws)},
+		jit:        JITStore{api: ssm.NewFromConfig(aws), Deployment: cfg.Deployment},
 		requeue:    queue.NewPublisher(sqsClient, cfg.QueueURL),
 		visibility: sqsClient,
 		queueURL:   cfg.QueueURL,
 		backoff:    Backoff{Base: cfg.BackoffBase, Max: cfg.BackoffMax, Operator: cfg.OperatorRetry},
 		now:        time.Now,
 		cfg: Settings{
-			SubnetIDs: trimAll(cfg.SubnetIDs), MaxRunners: cfg.MaxRunners, RunnerGroupID: cfg.RunnerGroupID,
+			Deployment: cfg.Deployment, SubnetIDs: trimAll(cfg.SubnetIDs), MaxRunners: cfg.MaxRunners, RunnerGroupID: cfg.RunnerGroupID,
 			NoAMIWait: cfg.NoAMIWait, Lease: cfg.Lease, ConfigDeadline: cfg.ConfigDeadline, RecordBudget: cfg.RecordBudget, Partition: cfg.Partition, Region: cfg.Region, AccountID: cfg.AccountID,
 		},
 	}

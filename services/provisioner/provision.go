@@ -558,6 +558,7 @@ func (h *Handler) fail(ctx context.Context, job state.Job, reason string) (strin
 func (h *Handler) tags(job state.Job, preset string, l state.LaunchSpec) map[string]string {
 	return map[string]string{
 		fleet.ManagedTag:             "true",
+		fleet.DeploymentTag:          h.cfg.Deployment,
 		"spotrunner:preset":          preset,
 		"spotrunner:host":            job.Host,
 		tagJob:                       job.Host + "/" + strconv.FormatInt(job.ID, 10),

@@ -37,7 +37,7 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("instances = %+v, want exactly the job's", insts)
 	}
 	wantTags := map[string]string{
-		"spotrunner:managed": "true", "spotrunner:preset": "linux-x64", "spotrunner:host": r.host,
+		"spotrunner:managed": "true", "spotrunner:deployment": "test-stack", "spotrunner:preset": "linux-x64", "spotrunner:host": r.host,
 		"spotrunner:job": r.host + "/1", "spotrunner:attempt": "0", "spotrunner:timeout-minutes": "60",
 		"spotrunner:idle-minutes": "10", "Name": "spotrunner-linux-x64",
 	}

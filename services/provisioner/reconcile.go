@@ -8,7 +8,7 @@ import (
 
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
-	"github.com/spotrunner/spotrunner/libs/queue"
+	"github.com/spotrunner/spotrunner/libs/relaunch"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
@@ -41,7 +41,7 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 		switch cur, err := h.jobs.Job(ctx, j.Host, j.ID); {
 		case err != nil:
 			errs = append(errs, err)
-		case cur.State == state.Queued && cur.Reason == relaunchReason && cur.InstanceID == "":
+		case cur.State == state.Queued && cur.Reason == relaunch.Reason && cur.InstanceID == "":
 			resend = append(resend, cur)
 		case cur.State == state.Launched && !h.idleFor(ctx, cur):
 			uncovered = append(uncovered, cur)
@@ -69,7 +69,7 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 		log.Info().Int64("relaunchJob", j.ID).Msg("reconcile: job lost its runner, relaunching")
 	}
 	for _, j := range resend {
-		errs = append(errs, h.publishRelaunch(ctx, j))
+		errs = append(errs, relaunch.Publish(ctx, h.requeue, j))
 	}
 	for _, r := range spare {
 		errs = append(errs, h.terminateSpare(ctx, r))
@@ -113,36 +113,10 @@ func (h *Handler) rebind(ctx context.Context, j state.Job, r state.Runner) error
 	return nil
 }
 
-// relaunchReason marks a job put back to queued by relaunch until its new attempt is claimed.
-const relaunchReason = "relaunched: its runner ran another job"
-
-// relaunch puts a job that lost its runner back in the queue as a new launch attempt.
+// relaunch puts a job that lost its runner back in the queue as a new launch attempt (the path the
+// reaper shares, libs/relaunch).
 func (h *Handler) relaunch(ctx context.Context, j state.Job) error {
-	old := j.InstanceID
-	j, err := h.jobs.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Queued,
-		state.Change{ClearInstance: true, NextAttempt: true, ExpectInstance: &old, Reason: relaunchReason})
-	if errors.Is(err, state.ErrConflict) {
-		return nil // it started, ended or was rebound meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	return h.publishRelaunch(ctx, j)
-}
-
-// publishRelaunch queues the launch of attempt j.Attempt; its deduplication id carries the
-// attempt, and a duplicate that gets through finds the job claimed.
-func (h *Handler) publishRelaunch(ctx context.Context, j state.Job) error {
-	m := queue.Message{
-		Version: queue.Version, Action: queue.ActionQueued, DeliveryID: "relaunch-" + strconv.Itoa(j.Attempt),
-		Host: j.Host, InstallationID: j.InstallationID, Owner: j.Owner, OwnerType: j.OwnerType, Repo: j.Repo,
-		JobID: j.ID, JobName: j.Name, RunID: j.RunID, RunAttempt: j.RunAttempt, Labels: j.Labels,
-		ReceivedAt: j.ReceivedAt, Attempt: j.Attempt,
-	}
-	if err := h.requeue.Publish(ctx, m); err != nil {
-		return fmt.Errorf("relaunch job %d: %w", j.ID, err)
-	}
-	return nil
+	return relaunch.Job(ctx, h.jobs, h.requeue, j, relaunch.Reason)
 }
 
 // terminateSpare removes a runner nobody will take. The GitHub registration goes first: GitHub

@@ -160,13 +160,13 @@ func newRig(t *testing.T) *rig {
 		presets:    r.presets,
 		fleet:      fleet.New(r.ec2),
 		github:     app,
-		jit:        JITStore{api: r.ssm},
+		jit:        JITStore{api: r.ssm, Deployment: "test-stack"},
 		requeue:    queue.NewPublisher(r.sqs, r.queue),
 		visibility: r.sqs,
 		queueURL:   r.queue,
 		backoff:    Backoff{}, // retry at once: tests pump again instead of waiting
 		now:        func() time.Time { return r.now },
-		cfg: Settings{SubnetIDs: r.world.SubnetIDs, RunnerGroupID: 1, NoAMIWait: 90 * time.Minute, Lease: 2 * time.Minute,
+		cfg: Settings{Deployment: "test-stack", SubnetIDs: r.world.SubnetIDs, RunnerGroupID: 1, NoAMIWait: 90 * time.Minute, Lease: 2 * time.Minute,
 			Partition: "aws", Region: "us-east-1", AccountID: "123456789012", ConfigDeadline: 8 * time.Minute},
 	}
 	return r

@@ -8,6 +8,7 @@ import (
 
 // Settings are the provisioner's knobs, from its Config.
 type Settings struct {
+	Deployment    string // this stack's name (spotrunner:deployment)
 	SubnetIDs     []string
 	MaxRunners    int // total cap; 0 = none
 	RunnerGroupID int64
