@@ -9,15 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/spotrunner/spotrunner/libs/queue"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
-// Reason marks a job put back to queued by a relaunch until its new attempt is claimed. A count
-// that finds a job queued with this reason and no instance re-sends the message (a crash between
-// the two steps).
+// Reason is the provisioner's relaunch reason. Every relaunch reason starts with "relaunched", which
+// marks a job put back to queued by a relaunch until its new attempt is claimed: a count that finds
+// such a job (Marked) re-sends its message (a crash between the two steps).
 const Reason = "relaunched: its runner ran another job"
+
+// Marked reports a job a relaunch put back to queued whose new attempt is not claimed yet.
+func Marked(j state.Job) bool {
+	return j.State == state.Queued && j.InstanceID == "" && strings.HasPrefix(j.Reason, "relaunched")
+}
 
 // Store is the state the relaunch writes (state.Store).
 type Store interface {
@@ -30,9 +36,12 @@ type Publisher interface {
 }
 
 // Job moves launched job j, still bound to instance j.InstanceID, back to queued as attempt
-// j.Attempt+1 with reason, and queues its launch. A job that started, ended or was rebound
+// j.Attempt+1 with reason (which must start with "relaunched", see Marked), and queues its launch. A job that started, ended or was rebound
 // meanwhile is left alone (nil): it no longer needs this relaunch.
 func Job(ctx context.Context, store Store, pub Publisher, j state.Job, reason string) error {
+	if !strings.HasPrefix(reason, "relaunched") {
+		reason = "relaunched: " + reason
+	}
 	old := j.InstanceID
 	j, err := store.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Queued,
 		state.Change{ClearInstance: true, NextAttempt: true, ExpectInstance: &old, Reason: reason})

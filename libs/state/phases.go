@@ -19,8 +19,8 @@ const PhaseIndex = "phase"
 const (
 	PhaseWaiting  = "job#waiting"  // a job queued or provisioning: no instance yet
 	PhaseLaunched = "job#launched" // a job with a runner of its own waiting for it
-	PhaseIdle    = "runner#idle" // an instance launched whose runner has not taken a job
-	PhaseBusy    = "runner#busy" // a runner running a job
+	PhaseIdle     = "runner#idle"  // an instance launched whose runner has not taken a job
+	PhaseBusy     = "runner#busy"  // a runner running a job
 )
 
 func jobPhase(s JobState) string {

@@ -9,11 +9,15 @@
 //	PRESET / <name>                      a preset's AMI status
 //	CAP / total, CAP / preset#<name>     running-instance counters for the optional caps
 //	ACTIVITY / <yyyy-mm-ddThh>           hourly completed / failed counters
+//	REDELIVERY / <delivery guid>         a webhook redelivery the reaper claimed (TTL 2 h)
 //
 // Jobs not yet started and runners not yet busy also carry a `pool` attribute (host + exact label
 // set), indexed by the sparse GSI `pool`: one query answers "how many jobs wait and how many
 // runners idle for this label set", which is how stolen runners and cancelled jobs are corrected.
-// Status reads are bounded: a preset query, a 24-item activity query, the counters.
+// Jobs waiting for an instance or launched, and runners idle or busy, carry a `phase`, indexed by
+// the sparse keys-only GSI `phase`: the status counts them with COUNT queries and the reaper pages
+// through them, neither with a Scan. Status reads are bounded: a preset query, three COUNT
+// queries, a 24-item activity query.
 package state
 
 import (

@@ -41,7 +41,7 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 		switch cur, err := h.jobs.Job(ctx, j.Host, j.ID); {
 		case err != nil:
 			errs = append(errs, err)
-		case cur.State == state.Queued && cur.Reason == relaunch.Reason && cur.InstanceID == "":
+		case relaunch.Marked(cur):
 			resend = append(resend, cur)
 		case cur.State == state.Launched && !h.idleFor(ctx, cur):
 			uncovered = append(uncovered, cur)

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spotrunner/spotrunner/libs/githubapp"
+	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/state"
+)
+
+// registrations deregisters the runners of ours on GitHub whose instance is gone: runner items
+// idle or busy, registered (a RunnerID recorded), whose instance is terminated, shutting down or
+// unknown to EC2. GitHub is asked first and has the last word: a runner it shows busy or online
+// is never deleted (GitHub takes minutes to see a dead runner offline, and its 422 on delete
+// means busy); a runner launched less than REGISTRATION_LAG ago is left for a later run. Once
+// GitHub no longer has the runner (deleted now, or before), the item is done and its slot goes
+// back. A GitHub error leaves the runner as it is, to the next run; once GitHub is unavailable or
+// rate-limiting, the rest of the step asks it nothing more.
+//
+// Runners without a RunnerID were never registered as far as the record knows: records gives
+// them up (the provisioner adopts a registration whose id it failed to record on its retry).
+func (rp *Reaper) registrations(ctx context.Context, r *pass) error {
+	const step = "registrations"
+	var down error // GitHub unavailable or rate-limited: ask no more in this run
+	deregister := func(pk string) error {
+		run, err := rp.jobs.RunnerOf(ctx, pk)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		if err != nil || run.RunnerID == 0 || run.State == state.Done {
+			return err
+		}
+		ctx := logging.WithInstance(ctx, run.InstanceID)
+		gone, why, err := rp.instanceGone(ctx, run.InstanceID, run.LaunchedAt)
+		if err != nil || !gone {
+			return err
+		}
+		subject := fmt.Sprintf("runner %s (id %d, instance %s)", run.RunnerName, run.RunnerID, why)
+		if age := rp.now().Sub(run.LaunchedAt); age < rp.cfg.RegistrationLag {
+			r.skip(ctx, step, subject, fmt.Sprintf("launched %s ago, within REGISTRATION_LAG: GitHub may not show it offline yet", age.Round(time.Second)))
+			return nil
+		}
+		if down != nil {
+			r.skip(ctx, step, subject, "GitHub failed earlier in this run: "+down.Error())
+			return nil
+		}
+		t := githubapp.Target{InstallationID: run.InstallationID, Owner: run.Owner, Repo: run.Repo}
+		gh, found, err := rp.github.RunnerByName(ctx, t, run.RunnerName)
+		if err != nil {
+			down = unavailable(err)
+			r.skip(ctx, step, subject, "GitHub: "+err.Error())
+			return nil
+		}
+		switch {
+		case found && gh.Busy:
+			r.skip(ctx, step, subject, "GitHub says it is busy")
+			return nil
+		case found && gh.Status != "offline":
+			r.skip(ctx, step, subject, "GitHub says it is "+gh.Status)
+			return nil
+		case found:
+			err := r.act(ctx, step, "deregister runner", subject, func() error { return rp.github.DeleteRunner(ctx, t, gh.ID) })
+			if errors.Is(err, githubapp.ErrInvalid) {
+				r.skip(ctx, step, subject, "GitHub refused to delete it (422): it took a job")
+				return nil
+			}
+			if err != nil {
+				down = unavailable(err)
+				r.skip(ctx, step, subject, "GitHub: "+err.Error())
+				return nil
+			}
+		}
+		what := "mark runner done"
+		if run.HoldsSlot {
+			what += ", release its slot"
+		}
+		return r.act(ctx, step, what, run.InstanceID, func() error { return rp.retireRunner(ctx, run) })
+	}
+	return errors.Join(
+		rp.eachInPhase(ctx, r, state.PhaseIdle, deregister),
+		rp.eachInPhase(ctx, r, state.PhaseBusy, deregister),
+	)
+}
+
+// unavailable returns err when it says GitHub as a whole cannot answer now (down, timing out,
+// rate-limiting), nil for a failure of one runner or one installation.
+func unavailable(err error) error {
+	if errors.Is(err, githubapp.ErrUnavailable) || errors.Is(err, githubapp.ErrRateLimited) {
+		return err
+	}
+	return nil
+}
+
+// retireRunner finishes runner run, whose instance is gone: its slot goes back first, then it is
+// done. In this order a crash between the two leaves a runner still idle or busy holding nothing,
+// which the next run finds again in the phase index; the other order would leave a done item
+// holding a slot, which no index lists. A runner done meanwhile is fine.
+func (rp *Reaper) retireRunner(ctx context.Context, run state.Runner) error {
+	if err := rp.releaseSlot(ctx, run.InstanceID); err != nil {
+		return err
+	}
+	_, err := rp.jobs.UpdateRunner(ctx, run.InstanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
+	if errors.Is(err, state.ErrConflict) || errors.Is(err, state.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// releaseSlot gives back the slot runner instanceID holds, if any. Counters already at zero are
+// drift, not a failure: the flag is gone, and records recounts the counters at the end of the run.
+func (rp *Reaper) releaseSlot(ctx context.Context, instanceID string) error {
+	err := rp.jobs.ReleaseSlot(ctx, instanceID)
+	if errors.Is(err, state.ErrCounterDrift) {
+		logging.From(ctx).Warn().Err(err).Msg("reaper: slot counter drift")
+		return nil
+	}
+	return err
+}
+
+// instanceGone reports whether instance id is gone for good: terminated or shutting down, or
+// unknown to EC2 — but an instance EC2 does not list yet is not gone: DescribeInstances is
+// eventually consistent right after a launch, so unknown counts only once launchedAt (its record's
+// launch; zero when there is none) is REGISTRATION_LAG old. why says which, for the logs.
+func (rp *Reaper) instanceGone(ctx context.Context, id string, launchedAt time.Time) (gone bool, why string, err error) {
+	inst, found, err := rp.fleet.Lookup(ctx, id)
+	switch {
+	case err != nil:
+		return false, "", err
+	case !found:
+		return rp.now().Sub(launchedAt) >= rp.cfg.RegistrationLag, "not found", nil
+	case inst.State == "terminated", inst.State == "shutting-down":
+		return true, inst.State, nil
+	}
+	return false, inst.State, nil
+}
+
+// eachInPhase calls fn with the key of every item in phase, a page at a time, until the run is
+// late. fn's errors are collected and the walk goes on; fn may move the item out of the phase.
+func (rp *Reaper) eachInPhase(ctx context.Context, r *pass, phase string, fn func(pk string) error) error {
+	var errs []error
+	for after := ""; ; {
+		pks, next, err := rp.jobs.Phase(ctx, phase, after)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, pk := range pks {
+			if r.late() {
+				return errors.Join(errs...)
+			}
+			if err := fn(pk); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if next == "" {
+			return errors.Join(errs...)
+		}
+		after = next
+	}
+}
