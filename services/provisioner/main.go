@@ -27,16 +27,13 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/spotrunner/spotrunner/libs/fleet"
-	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
 	"github.com/spotrunner/spotrunner/libs/presets"
 	"github.com/spotrunner/spotrunner/libs/queue"
-	"github.com/spotrunner/spotrunner/libs/secrets"
 	"github.com/spotrunner/spotrunner/libs/service"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
@@ -47,14 +44,6 @@ type Config struct {
 	QueueURL string `env:"QUEUE_URL, required"`
 	// TableName is required: the state table.
 	TableName string `env:"TABLE_NAME, required"`
-	// GitHubServerURL is required: https://github.com or the GHES web URL.
-	GitHubServerURL string `env:"GITHUB_SERVER_URL, required"`
-	// GitHubAppID is required.
-	GitHubAppID int64 `env:"GITHUB_APP_ID, required"`
-	// PrivateKeySecretARN is required: the secret holding the App's private key (PEM).
-	PrivateKeySecretARN string `env:"PRIVATE_KEY_SECRET_ARN, required"`
-	// CABundle is optional: extra PEM roots for a GHES with a private CA.
-	CABundle string `env:"GITHUB_CA_BUNDLE"`
 	// Presets is required: the configured preset names (comma-separated).
 	Presets []string `env:"PRESETS, required"`
 	// Deployment is required: this stack's name, tagged spotrunner:deployment on every instance and
@@ -91,13 +80,14 @@ type Config struct {
 	Partition string `env:"AWS_PARTITION, default=aws"`
 	// Region is set by Lambda.
 	Region string `env:"AWS_REGION, required"`
+	service.GitHub
 	service.Runtime
 }
 
 // Validate checks what tags cannot.
 func (c *Config) Validate() error {
-	if _, err := githubapp.APIBaseURL(c.GitHubServerURL); err != nil {
-		return fmt.Errorf("GITHUB_SERVER_URL: %w", err)
+	if err := c.GitHub.Check(); err != nil {
+		return err
 	}
 	if c.Lease < time.Minute {
 		return fmt.Errorf("CLAIM_LEASE %s: want at least 1m (longer than the function timeout)", c.Lease)
@@ -124,8 +114,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := secrets.New(secretsmanager.NewFromConfig(aws), 5*time.Minute).Bind(cfg.PrivateKeySecretARN)
-	app, err := githubapp.New(githubapp.Config{ServerURL: cfg.GitHubServerURL, AppID: cfg.GitHubAppID, CABundle: []byte(cfg.CABundle)}, keys.Current)
+	app, _, err := cfg.GitHub.App(aws, 5*time.Minute, 0)
 	if err != nil {
 		return err
 	}

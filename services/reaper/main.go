@@ -33,15 +33,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/spotrunner/spotrunner/libs/fleet"
-	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
 	"github.com/spotrunner/spotrunner/libs/queue"
-	"github.com/spotrunner/spotrunner/libs/secrets"
 	"github.com/spotrunner/spotrunner/libs/service"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
@@ -55,12 +52,6 @@ type Config struct {
 	// Deployment is required: this stack's name; only instances and parameters tagged with it are
 	// touched.
 	Deployment string `env:"DEPLOYMENT, required"`
-	// GitHubServerURL, GitHubAppID and PrivateKeySecretARN are required: the App.
-	GitHubServerURL     string `env:"GITHUB_SERVER_URL, required"`
-	GitHubAppID         int64  `env:"GITHUB_APP_ID, required"`
-	PrivateKeySecretARN string `env:"PRIVATE_KEY_SECRET_ARN, required"`
-	// CABundle is optional: extra PEM roots for a GHES with a private CA.
-	CABundle string `env:"GITHUB_CA_BUNDLE"`
 	// StuckAfter, Grace, OrphanAfter, RegistrationLag are optional; defaults 10m, 10m, 10m, 5m.
 	StuckAfter      time.Duration `env:"STUCK_AFTER, default=10m"`
 	Grace           time.Duration `env:"GRACE, default=10m"`
@@ -70,13 +61,14 @@ type Config struct {
 	Margin time.Duration `env:"MARGIN, default=20s"`
 	// DryRun is optional, default false: log every change instead of making it.
 	DryRun bool `env:"DRY_RUN, default=false"`
+	service.GitHub
 	service.Runtime
 }
 
 // Validate checks what tags cannot.
 func (c *Config) Validate() error {
-	if _, err := githubapp.APIBaseURL(c.GitHubServerURL); err != nil {
-		return fmt.Errorf("GITHUB_SERVER_URL: %w", err)
+	if err := c.GitHub.Check(); err != nil {
+		return err
 	}
 	if c.StuckAfter < 5*time.Minute {
 		return fmt.Errorf("STUCK_AFTER %s: want at least 5m (a boot and a registration take minutes)", c.StuckAfter)
@@ -97,8 +89,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := secrets.New(secretsmanager.NewFromConfig(aws), 5*time.Minute).Bind(cfg.PrivateKeySecretARN)
-	app, err := githubapp.New(githubapp.Config{ServerURL: cfg.GitHubServerURL, AppID: cfg.GitHubAppID, CABundle: []byte(cfg.CABundle)}, keys.Current)
+	app, _, err := cfg.GitHub.App(aws, 5*time.Minute, 0)
 	if err != nil {
 		return err
 	}

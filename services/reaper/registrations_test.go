@@ -19,7 +19,6 @@ import (
 	"github.com/spotrunner/spotrunner/internal/ghessim"
 	"github.com/spotrunner/spotrunner/internal/world"
 	"github.com/spotrunner/spotrunner/libs/fleet"
-	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
@@ -49,47 +48,6 @@ var ghostSeq atomic.Int64
 
 // ghostInstance returns an instance id EC2 never knew.
 func ghostInstance() string { return fmt.Sprintf("i-0dead%011x", ghostSeq.Add(1)) }
-
-// launchedOn is launched with the instance given (which EC2 may not know): job id launched, its
-// runner idle holding a slot. registered says whether the runner was registered on GitHub and its
-// id recorded; false is a launch whose registration never happened (the instance died first).
-func (r *rig) launchedOn(id int64, iid string, registered bool) {
-	r.t.Helper()
-	ctx := context.Background()
-	labels := []string{"self-hosted", "spotrunner/linux-x64"}
-	j := state.Job{Host: r.host, ID: id, Owner: "acme", OwnerType: "Organization", Repo: "app", InstallationID: orgInst,
-		RunID: 1, RunAttempt: 1, Labels: labels, LabelSet: labels, ReceivedAt: r.now}
-	if _, _, err := r.store.CreateJob(ctx, j, state.Queued); err != nil {
-		r.t.Fatal(err)
-	}
-	r.sim.AddJob(ghessim.Job{ID: id, RunID: 1, RunAttempt: 1, Owner: "acme", Repo: "app", Labels: labels})
-	j, err := r.store.Claim(ctx, r.host, id, time.Minute)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := r.store.AcquireSlot(ctx, r.host, id, "linux-x64", 0, 0, state.LaunchSpec{ImageID: r.world.Images["x86_64"], TimeoutMinutes: 60}); err != nil {
-		r.t.Fatal(err)
-	}
-	j.SlotHeld, j.Preset = true, "linux-x64"
-	if _, err = r.store.RecordLaunch(ctx, j, state.Runner{InstanceID: iid, Host: r.host, JobID: id, Owner: "acme",
-		InstallationID: orgInst, Preset: "linux-x64", Labels: labels, LabelSet: labels, RunnerName: "spotrunner-" + iid,
-		CapacityType: "on-demand", InstanceType: "m5.large", LaunchedAt: r.now, Deadline: r.now.Add(time.Hour)}, time.Minute); err != nil {
-		r.t.Fatal(err)
-	}
-	if registered {
-		cfg, err := r.rp.github.(*githubapp.App).GenerateJITConfig(ctx, githubapp.Target{InstallationID: orgInst, Owner: "acme"}, "spotrunner-"+iid, labels, 1)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if _, err := r.store.UpdateRunner(ctx, iid, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{RunnerID: cfg.RunnerID}); err != nil {
-			r.t.Fatal(err)
-		}
-		r.jitConfigs[iid] = cfg.Encoded
-	}
-	if _, err := r.store.Transition(ctx, r.host, id, []state.JobState{state.Provisioning}, state.Launched, state.Change{RunnerName: "spotrunner-" + iid}); err != nil {
-		r.t.Fatal(err)
-	}
-}
 
 // provisioning records job id claimed for a lease of one minute from r.now and holding a slot,
 // its launch not recorded: what a provisioner that died after AcquireSlot leaves.

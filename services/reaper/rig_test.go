@@ -128,8 +128,17 @@ func (r *rig) instance(tags map[string]string) string {
 
 // launched records job id launched on a new instance of this deployment, as the provisioner
 // leaves it: job launched, runner idle holding a slot, registered on GitHub (a JIT runner), its
-// config waiting in SSM unless booted. It returns the job and the instance id.
+// config kept in r.jitConfigs for a test that boots it. It returns the job and the instance id.
 func (r *rig) launched(id int64) (state.Job, string) {
+	r.t.Helper()
+	iid := r.instance(r.tags(id, r.rp.cfg.Deployment))
+	return r.launchedOn(id, iid, true), iid
+}
+
+// launchedOn is launched with the instance given (which EC2 may not know): job id launched, its
+// runner idle holding a slot. registered says whether the runner was registered on GitHub and its
+// id recorded; false is a launch whose registration never happened (the instance died first).
+func (r *rig) launchedOn(id int64, iid string, registered bool) state.Job {
 	r.t.Helper()
 	ctx := context.Background()
 	labels := []string{"self-hosted", "spotrunner/linux-x64"}
@@ -147,24 +156,26 @@ func (r *rig) launched(id int64) (state.Job, string) {
 		r.t.Fatal(err)
 	}
 	j.SlotHeld, j.Preset = true, "linux-x64"
-	iid := r.instance(r.tags(id, r.rp.cfg.Deployment))
-	if j, err = r.store.RecordLaunch(ctx, j, state.Runner{InstanceID: iid, Host: r.host, JobID: id, Owner: "acme",
+	if _, err = r.store.RecordLaunch(ctx, j, state.Runner{InstanceID: iid, Host: r.host, JobID: id, Owner: "acme",
 		InstallationID: orgInst, Preset: "linux-x64", Labels: labels, LabelSet: labels, RunnerName: "spotrunner-" + iid,
 		CapacityType: "on-demand", InstanceType: "m5.large", LaunchedAt: r.now, Deadline: r.now.Add(time.Hour)}, time.Minute); err != nil {
 		r.t.Fatal(err)
 	}
-	cfg, err := r.rp.github.(*githubapp.App).GenerateJITConfig(ctx, githubapp.Target{InstallationID: orgInst, Owner: "acme"}, "spotrunner-"+iid, labels, 1)
+	if registered {
+		cfg, err := r.rp.github.(*githubapp.App).GenerateJITConfig(ctx, githubapp.Target{InstallationID: orgInst, Owner: "acme"}, "spotrunner-"+iid, labels, 1)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := r.store.UpdateRunner(ctx, iid, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{RunnerID: cfg.RunnerID}); err != nil {
+			r.t.Fatal(err)
+		}
+		r.jitConfigs[iid] = cfg.Encoded
+	}
+	j, err = r.store.Transition(ctx, r.host, id, []state.JobState{state.Provisioning}, state.Launched, state.Change{RunnerName: "spotrunner-" + iid})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.store.UpdateRunner(ctx, iid, []state.RunnerState{state.Idle}, state.Idle, state.RunnerChange{RunnerID: cfg.RunnerID}); err != nil {
-		r.t.Fatal(err)
-	}
-	if j, err = r.store.Transition(ctx, r.host, id, []state.JobState{state.Provisioning}, state.Launched, state.Change{RunnerName: "spotrunner-" + iid}); err != nil {
-		r.t.Fatal(err)
-	}
-	r.jitConfigs[iid] = cfg.Encoded
-	return j, iid
+	return j
 }
 
 // live returns the ids of the live instances of this rig's host.

@@ -123,8 +123,9 @@ func redeliveredSince(r *rig, fixtures map[int64]string, from, want int) []strin
 	collect := func() []string {
 		got := []string{}
 		for _, c := range r.sim.Calls()[from:] {
-			id, ok := strings.CutPrefix(c.Path, "/app/hook/deliveries/")
-			if id, ok = strings.CutSuffix(id, "/attempts"); !ok || c.Method != http.MethodPost || c.Status != http.StatusAccepted {
+			id, prefixed := strings.CutPrefix(c.Path, "/app/hook/deliveries/")
+			id, suffixed := strings.CutSuffix(id, "/attempts")
+			if !prefixed || !suffixed || c.Method != http.MethodPost || c.Status != http.StatusAccepted {
 				continue
 			}
 			n, _ := strconv.ParseInt(id, 10, 64)

@@ -19,11 +19,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
-	"github.com/spotrunner/spotrunner/libs/secrets"
 	"github.com/spotrunner/spotrunner/libs/service"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
@@ -32,27 +30,20 @@ import (
 type Config struct {
 	// TableName is required: the state table.
 	TableName string `env:"TABLE_NAME, required"`
-	// GitHubServerURL is required: https://github.com or the GHES web URL.
-	GitHubServerURL string `env:"GITHUB_SERVER_URL, required"`
-	// GitHubAppID is required.
-	GitHubAppID int64 `env:"GITHUB_APP_ID, required"`
-	// PrivateKeySecretARN is required: the secret holding the App's private key (PEM).
-	PrivateKeySecretARN string `env:"PRIVATE_KEY_SECRET_ARN, required"`
-	// CABundle is optional: extra PEM roots for a GHES with a private CA.
-	CABundle string `env:"GITHUB_CA_BUNDLE"`
 	// Presets is required: the configured preset names (comma-separated), in display order.
 	Presets []string `env:"PRESETS, required"`
 	// AllowedCIDRs is optional (comma-separated): only these source addresses may read the status.
 	AllowedCIDRs []string `env:"STATUS_ALLOWED_CIDRS"`
 	// GitHubTimeout is optional, default 800ms: how long the GitHub call may take.
 	GitHubTimeout time.Duration `env:"GITHUB_CHECK_TIMEOUT, default=800ms"`
+	service.GitHub
 	service.Runtime
 }
 
 // Validate checks what tags cannot.
 func (c *Config) Validate() error {
-	if _, err := githubapp.APIBaseURL(c.GitHubServerURL); err != nil {
-		return fmt.Errorf("GITHUB_SERVER_URL: %w", err)
+	if err := c.GitHub.Check(); err != nil {
+		return err
 	}
 	if _, err := prefixes(c.AllowedCIDRs); err != nil {
 		return err
@@ -91,8 +82,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := secrets.New(secretsmanager.NewFromConfig(aws), time.Minute).Bind(cfg.PrivateKeySecretARN)
-	app, err := githubapp.New(githubapp.Config{ServerURL: cfg.GitHubServerURL, AppID: cfg.GitHubAppID, CABundle: []byte(cfg.CABundle), Timeout: cfg.GitHubTimeout}, keys.Current)
+	app, keys, err := cfg.GitHub.App(aws, time.Minute, cfg.GitHubTimeout)
 	if err != nil {
 		return err
 	}
@@ -109,7 +99,7 @@ func run(ctx context.Context) error {
 	h := &Handler{
 		store:   state.New(dynamodb.NewFromConfig(aws), cfg.TableName),
 		keys:    keys,
-		github:  newGitHubCheck(app, githubapp.Host(cfg.GitHubServerURL), cfg.GitHubTimeout),
+		github:  newGitHubCheck(app, githubapp.Host(cfg.GitHub.ServerURL), cfg.GitHubTimeout),
 		presets: names,
 		allowed: allowed,
 		now:     time.Now,
