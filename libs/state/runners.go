@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -241,4 +242,68 @@ func (s *Store) Pool(ctx context.Context, host string, labelSet []string) ([]Job
 			return jobs, runners, nil
 		}
 	}
+}
+
+// Retire marks runner instanceID done and gives back the slot it holds, in one transaction, so a
+// done runner never holds a slot (a crash cannot leave one behind, and no step has to find one).
+// from and expectJobID condition it as in UpdateRunner. It returns the runner as it was before;
+// ErrConflict (with the current runner) when it is in none of from or bound to another job;
+// ErrNotFound when it was never recorded. A counter already at zero (drift) does not keep the
+// runner from retiring: it retires, and ErrCounterDrift says so.
+func (s *Store) Retire(ctx context.Context, instanceID string, from []RunnerState, expectJobID int64) (Runner, error) {
+	for range 2 { // a second round when the slot flag changed between the read and the write
+		cur, err := s.Runner(ctx, instanceID)
+		if err != nil {
+			return Runner{}, err
+		}
+		if !slices.Contains(from, cur.State) || expectJobID != 0 && cur.JobID != expectJobID {
+			return cur, fmt.Errorf("runner %s is %s (job %d), not %v: %w", instanceID, cur.State, cur.JobID, from, ErrConflict)
+		}
+		if !cur.HoldsSlot {
+			_, err := s.UpdateRunner(ctx, instanceID, from, Done, RunnerChange{ExpectJobID: expectJobID})
+			return cur, err
+		}
+		u := newUpdate()
+		u.set(str(string(Done)), "state")
+		u.set(num(s.now().Add(Retention).Unix()), "expiresAt")
+		u.remove("pool")
+		u.remove("phase")
+		u.remove("holdsSlot")
+		states := make([]string, len(from))
+		for i, f := range from {
+			states[i] = string(f)
+		}
+		cond := "attribute_exists(pk) AND " + u.in("state", states...) + " AND " + u.name("holdsSlot") + " = " + u.value(&types.AttributeValueMemberBOOL{Value: true})
+		if expectJobID != 0 {
+			cond += " AND " + u.name("jobId") + " = " + u.value(num(expectJobID))
+		}
+		runner := types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: key(runnerKey(instanceID), "RUNNER"),
+			UpdateExpression: aws.String(u.expression()), ConditionExpression: aws.String(cond),
+			ExpressionAttributeNames: u.names, ExpressionAttributeValues: u.values,
+		}}
+		what := "retire runner " + instanceID
+		codes, err := s.transact(ctx, what, []types.TransactWriteItem{s.counter("total", -1, 0), s.counter("preset#"+cur.Preset, -1, 0), runner})
+		switch {
+		case err != nil:
+			return cur, err
+		case codes == nil:
+			return cur, nil
+		case codes[2] == reasonCondition:
+			continue // moved, or its slot went, since the read: read again
+		}
+		// A counter was already at zero: retire all the same; the reaper repairs the counter.
+		if codes, err = s.transact(ctx, what, []types.TransactWriteItem{runner}); err != nil || codes != nil {
+			if err == nil {
+				continue
+			}
+			return cur, err
+		}
+		return cur, fmt.Errorf("%s: counters already at zero: %w", what, ErrCounterDrift)
+	}
+	cur, err := s.Runner(ctx, instanceID)
+	if err != nil {
+		return Runner{}, err
+	}
+	return cur, fmt.Errorf("retire runner %s: it changed under us twice: %w", instanceID, ErrConflict)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spotrunner/spotrunner/internal/world"
@@ -353,5 +354,70 @@ func putRunner(t *testing.T, s *Store, r Runner) {
 	}
 	if _, err := s.api.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetire (local world): a runner holding a slot retires with its slot given back in the same
+// write; retiring it again is a conflict and gives back nothing; one bound to another job than
+// expected is left alone; a counter already at zero (drift) does not keep a runner from retiring.
+func TestRetire(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	const host = "ghes.example.com"
+	launch := func(id int64, iid string) {
+		t.Helper()
+		if _, _, err := s.CreateJob(ctx, testJob(id), Queued); err != nil {
+			t.Fatal(err)
+		}
+		j, err := s.Claim(ctx, host, id, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AcquireSlot(ctx, host, id, "linux-x64", 0, 0, LaunchSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		j.SlotHeld = true
+		if _, err := s.RecordLaunch(ctx, j, Runner{InstanceID: iid, Host: host, JobID: id, Preset: "linux-x64", LabelSet: j.LabelSet}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slots := func() int {
+		n, _, err := s.Slots(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	launch(1, "i-r1")
+	launch(2, "i-r2")
+	if _, err := s.Retire(ctx, "i-r1", []RunnerState{Idle}, 99); !errors.Is(err, ErrConflict) {
+		t.Errorf("retire bound to another job: %v, want a conflict", err)
+	}
+	if before, err := s.Retire(ctx, "i-r1", []RunnerState{Idle, Busy}, 1); err != nil || !before.HoldsSlot {
+		t.Fatalf("retire: %+v, %v", before, err)
+	}
+	if r, _ := s.Runner(ctx, "i-r1"); r.State != Done || r.HoldsSlot {
+		t.Errorf("retired runner %+v, want done without its slot", r)
+	}
+	if _, err := s.Retire(ctx, "i-r1", []RunnerState{Idle, Busy}, 0); !errors.Is(err, ErrConflict) {
+		t.Errorf("retire again: %v, want a conflict", err)
+	}
+	if n := slots(); n != 1 {
+		t.Errorf("%d slots counted, want 1 (job 2's)", n)
+	}
+	// Drift: the counters say zero while runner 2 holds a slot.
+	for _, name := range []string{"total", "preset#linux-x64"} {
+		if _, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: key("CAP", name),
+			UpdateExpression: aws.String("SET #c = :z"), ExpressionAttributeNames: map[string]string{"#c": "count"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":z": num(0)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Retire(ctx, "i-r2", []RunnerState{Idle}, 0); !errors.Is(err, ErrCounterDrift) {
+		t.Errorf("retire under drift: %v, want ErrCounterDrift", err)
+	}
+	if r, _ := s.Runner(ctx, "i-r2"); r.State != Done || r.HoldsSlot || slots() != 0 {
+		t.Errorf("runner %+v, %d slots; want done, no slot, counters left at 0", r, slots())
 	}
 }

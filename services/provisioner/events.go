@@ -136,17 +136,20 @@ func (h *Handler) correct(ctx context.Context, host string, jobSet, runnerSet []
 	return err
 }
 
-// retire marks a runner done and frees its cap slot; the instance shuts itself down. It returns
-// the runner as it is now (zero for a runner never recorded).
+// retire marks a runner done and frees its cap slot in one transaction (state.Retire); the
+// instance shuts itself down. It returns the runner as it was (zero for a runner never recorded);
+// a runner already done is returned as it is now.
 func (h *Handler) retire(ctx context.Context, instanceID string) (state.Runner, error) {
-	r, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
+	r, err := h.jobs.Retire(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, 0)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		return state.Runner{}, nil
+	case errors.Is(err, state.ErrCounterDrift):
+		logging.From(ctx).Warn().Err(err).Msg("retire runner: slot counter drift (the reaper repairs it)")
 	case err != nil && !errors.Is(err, state.ErrConflict):
 		return state.Runner{}, err
 	}
-	return r, h.jobs.ReleaseSlot(ctx, instanceID) // once, however often retire runs
+	return r, nil
 }
 
 // conclusionReason keeps a job's non-success conclusion on record.

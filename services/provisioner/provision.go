@@ -495,11 +495,8 @@ func (h *Handler) discard(ctx context.Context, job state.Job, instanceID string)
 	if err := h.jit.Delete(ctx, instanceID); err != nil {
 		log.Error().Err(err).Msg("delete jit config of discarded instance")
 	}
-	if _, err := h.jobs.UpdateRunner(ctx, instanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) && !errors.Is(err, state.ErrNotFound) {
-		log.Error().Err(err).Msg("mark discarded runner done")
-	}
-	if err := h.jobs.ReleaseSlot(ctx, instanceID); err != nil {
-		log.Error().Err(err).Msg("release slot of discarded runner")
+	if _, err := h.retire(ctx, instanceID); err != nil {
+		log.Error().Err(err).Msg("retire discarded runner (the reaper will retry)")
 	}
 }
 

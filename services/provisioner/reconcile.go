@@ -129,13 +129,12 @@ func (h *Handler) terminateSpare(ctx context.Context, r state.Runner) error {
 	if err != nil {
 		return fmt.Errorf("deregister spare runner %s: %w", r.InstanceID, err)
 	}
-	if _, err := h.jobs.UpdateRunner(ctx, r.InstanceID, []state.RunnerState{state.Idle}, state.Done, state.RunnerChange{}); err != nil && !errors.Is(err, state.ErrConflict) {
+	if _, err := h.jobs.Retire(ctx, r.InstanceID, []state.RunnerState{state.Idle}, 0); err != nil && !errors.Is(err, state.ErrConflict) && !errors.Is(err, state.ErrCounterDrift) {
 		return err
 	}
 	return errors.Join(
 		h.fleet.Terminate(ctx, r.InstanceID),
-		h.jit.Delete(ctx, r.InstanceID),
-		h.jobs.ReleaseSlot(ctx, r.InstanceID))
+		h.jit.Delete(ctx, r.InstanceID))
 }
 
 // runnerTarget is where a runner is registered.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spotrunner/spotrunner/libs/state"
@@ -33,17 +32,7 @@ func (rp *Reaper) overTime(ctx context.Context, r *pass) error {
 			r.skip(ctx, step, run.InstanceID, why)
 			return nil
 		}
-		err = r.act(ctx, step, "mark runner done", run.InstanceID, func() error {
-			_, err := rp.jobs.UpdateRunner(ctx, run.InstanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
-			return err
-		})
-		if errors.Is(err, state.ErrConflict) {
-			r.skip(ctx, step, run.InstanceID, "its record ended since it was read: the orphans step terminates what is left")
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return rp.retire(ctx, r, step, run, alive)
+		_, err = rp.retire(ctx, r, step, run, []state.RunnerState{state.Idle, state.Busy}, 0, alive)
+		return err
 	})
 }

@@ -80,7 +80,7 @@ func TestOverTimeDryRun(t *testing.T) {
 	if diff := cmp.Diff(want, r.outcomes(fx)); diff != "" {
 		t.Errorf("dry run changed (-want +got):\n%s", diff)
 	}
-	wantCounts := map[string]int{"overTime.would mark runner done": 2, "overTime.would terminate instance": 2, "overTime.would release slot": 2}
+	wantCounts := map[string]int{"overTime.would retire runner": 2, "overTime.would terminate instance": 2}
 	if diff := cmp.Diff(wantCounts, p.counts); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
 	}

@@ -63,11 +63,9 @@ func (rp *Reaper) retireUnregistered(ctx context.Context, r *pass) error {
 		if err != nil || !gone {
 			return err
 		}
-		what := "mark unregistered runner done"
-		if run.HoldsSlot {
-			what += ", release its slot"
-		}
-		return r.act(ctx, recordsStep, what, run.InstanceID+" (instance "+why+")", func() error { return rp.retireRunner(ctx, run) })
+		logging.From(ctx).Debug().Str("instance", why).Msg("reaper: unregistered runner's instance is gone")
+		_, err = rp.retire(ctx, r, recordsStep, run, []state.RunnerState{state.Idle}, 0, false)
+		return err
 	})
 }
 

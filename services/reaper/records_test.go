@@ -137,11 +137,11 @@ func TestRecords(t *testing.T) {
 		t.Errorf("the dry run changed the counters (-before +after):\n%s", diff)
 	}
 	wantWould := map[string]int{
-		"records.would mark unregistered runner done, release its slot": 1,
-		"records.would release slot of done runner":                     2,
-		"records.would relaunch job":                                    4,
-		"records.would give back abandoned slot":                        1,
-		"records.would repair slot counter":                             3,
+		"records.would retire runner":               1,
+		"records.would release slot of done runner": 2,
+		"records.would relaunch job":                4,
+		"records.would give back abandoned slot":    1,
+		"records.would repair slot counter":         3,
 	}
 	gotWould := map[string]int{}
 	for k, n := range p.counts {

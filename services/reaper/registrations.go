@@ -73,11 +73,8 @@ func (rp *Reaper) registrations(ctx context.Context, r *pass) error {
 				return nil
 			}
 		}
-		what := "mark runner done"
-		if run.HoldsSlot {
-			what += ", release its slot"
-		}
-		return r.act(ctx, step, what, run.InstanceID, func() error { return rp.retireRunner(ctx, run) })
+		_, err = rp.retire(ctx, r, step, run, []state.RunnerState{state.Idle, state.Busy}, 0, false)
+		return err
 	}
 	return errors.Join(
 		rp.eachInPhase(ctx, r, state.PhaseIdle, deregister),
@@ -92,21 +89,6 @@ func unavailable(err error) error {
 		return err
 	}
 	return nil
-}
-
-// retireRunner finishes runner run, whose instance is gone: its slot goes back first, then it is
-// done. In this order a crash between the two leaves a runner still idle or busy holding nothing,
-// which the next run finds again in the phase index; the other order would leave a done item
-// holding a slot, which no index lists. A runner done meanwhile is fine.
-func (rp *Reaper) retireRunner(ctx context.Context, run state.Runner) error {
-	if err := rp.releaseSlot(ctx, run.InstanceID); err != nil {
-		return err
-	}
-	_, err := rp.jobs.UpdateRunner(ctx, run.InstanceID, []state.RunnerState{state.Idle, state.Busy}, state.Done, state.RunnerChange{})
-	if errors.Is(err, state.ErrConflict) || errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 // releaseSlot gives back the slot runner instanceID holds, if any. Counters already at zero are

@@ -71,18 +71,12 @@ func (rp *Reaper) unstick(ctx context.Context, r *pass, step string, run state.R
 			return err
 		}
 	}
-	err = r.act(ctx, step, "mark runner done", id, func() error {
-		_, err := rp.jobs.UpdateRunner(ctx, id, []state.RunnerState{state.Idle}, state.Done, state.RunnerChange{ExpectJobID: run.JobID})
-		return err
-	})
-	if errors.Is(err, state.ErrConflict) {
-		r.skip(ctx, step, id, "its record changed since it was read (a job event or a rebind): the next run looks again")
-		return nil
-	}
-	if err != nil {
+	retired, err := rp.retire(ctx, r, step, run, []state.RunnerState{state.Idle}, run.JobID, alive)
+	if !retired {
 		return err
 	}
-	return errors.Join(rp.retire(ctx, r, step, run, alive), rp.relaunchStuck(ctx, r, step, run))
+	// A terminate that failed leaves the instance to the orphans step; the job is relaunched all the same.
+	return errors.Join(err, rp.relaunchStuck(ctx, r, step, run))
 }
 
 // relaunchStuck puts the job stuck runner run was launched for back in line, when the job still
@@ -176,28 +170,30 @@ func (rp *Reaper) ownInstance(ctx context.Context, id string) (alive bool, why s
 	return inst.State != "shutting-down" && inst.State != "terminated", "", nil
 }
 
-// retire terminates the instance of runner run, already marked done, and then gives back its
-// slot. A slot stays held while its instance may still run: when the terminate fails, the
-// orphans step terminates the instance (its record is done) and the records step frees the slot.
-func (rp *Reaper) retire(ctx context.Context, r *pass, step string, run state.Runner, alive bool) error {
+// retire ends runner run in the table, if it is still in one of from (and bound to expectJobID
+// when not 0): done, with its slot given back in the same transaction (state.Retire), so no done
+// runner ever holds a slot. Then its instance, when alive, is terminated: a failed terminate leaves
+// a done record, whose instance the orphans step terminates. retired is false when the record
+// changed since it was read (a job event, a rebind): the next run looks again.
+func (rp *Reaper) retire(ctx context.Context, r *pass, step string, run state.Runner, from []state.RunnerState, expectJobID int64, alive bool) (retired bool, err error) {
 	id := run.InstanceID
-	if alive {
-		if err := r.act(ctx, step, "terminate instance", id, func() error { return rp.fleet.Terminate(ctx, id) }); err != nil {
-			return err
-		}
-	}
-	if !run.HoldsSlot {
-		return nil
-	}
-	return r.act(ctx, step, "release slot", id, func() error {
-		err := rp.jobs.ReleaseSlot(ctx, id)
+	err = r.act(ctx, step, "retire runner", id, func() error {
+		_, err := rp.jobs.Retire(ctx, id, from, expectJobID)
 		if errors.Is(err, state.ErrCounterDrift) {
-			// Released: the flag is gone; the counters were already low, which the records step repairs.
+			// Retired: the counters were already low, which the records step repairs.
 			logging.From(ctx).Warn().Err(err).Str("step", step).Msg("reaper: slot counter drift")
 			return nil
 		}
 		return err
 	})
+	if errors.Is(err, state.ErrConflict) || errors.Is(err, state.ErrNotFound) {
+		r.skip(ctx, step, id, "its record changed since it was read (a job event or a rebind): the next run looks again")
+		return false, nil
+	}
+	if err != nil || !alive {
+		return err == nil, err
+	}
+	return true, r.act(ctx, step, "terminate instance", id, func() error { return rp.fleet.Terminate(ctx, id) })
 }
 
 // targetOfRunner is where runner run is registered on GitHub.

@@ -346,7 +346,8 @@ func TestStuckEC2Faults(t *testing.T) {
 		if err == nil {
 			t.Error("stuckLaunches reported no error")
 		}
-		doneAlive := outcome{Live: true, Runner: state.Done, Slot: true, Job: state.Queued, Attempt: 1, Relaunched: 1}
+		// Retired (done, slot given back in one write) before the terminate, which failed.
+		doneAlive := outcome{Live: true, Runner: state.Done, Slot: false, Job: state.Queued, Attempt: 1, Relaunched: 1}
 		if diff := cmp.Diff(map[string]outcome{"a": doneAlive, "b": doneAlive}, r.outcomes(fx)); diff != "" {
 			t.Errorf("after stuckLaunches (-want +got):\n%s", diff)
 		}
@@ -362,8 +363,8 @@ func TestStuckEC2Faults(t *testing.T) {
 
 // TestStuckDryRun (local world, DRY_RUN): a stuck runner (job 131, queued on GitHub) and one whose
 // job was cancelled (132). stuckLaunches changes nothing and counts what it would have done:
-// two deregistrations, done marks, terminations and slot releases, one relaunch, one job left to
-// its events.
+// two deregistrations, retirements (done with the slot given back) and terminations, one relaunch,
+// one job left to its events.
 func TestStuckDryRun(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -382,9 +383,9 @@ func TestStuckDryRun(t *testing.T) {
 		t.Errorf("dry run changed (-want +got):\n%s", diff)
 	}
 	want := map[string]int{
-		"stuckLaunches.would deregister runner": 2, "stuckLaunches.would mark runner done": 2,
-		"stuckLaunches.would terminate instance": 2, "stuckLaunches.would release slot": 2,
-		"stuckLaunches.would relaunch job": 1, "stuckLaunches.skipped": 1,
+		"stuckLaunches.would deregister runner": 2, "stuckLaunches.would retire runner": 2,
+		"stuckLaunches.would terminate instance": 2,
+		"stuckLaunches.would relaunch job":       1, "stuckLaunches.skipped": 1,
 	}
 	if diff := cmp.Diff(want, p.counts); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
