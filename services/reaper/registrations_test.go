@@ -98,7 +98,10 @@ func (r *rig) putJIT(iid, dep string) string {
 			{Key: aws.String("spotrunner:instance-arn"), Value: aws.String("arn:aws:ec2:us-east-1:123456789012:instance/" + iid)},
 		}
 	}
-	if _, err := r.ssm.PutParameter(context.Background(), in); err != nil {
+	// A retry of a put that went through (moto drops keep-alive connections now and then) finds
+	// the uniquely named parameter there: that is ours.
+	var exists *ssmtypes.ParameterAlreadyExists
+	if _, err := r.ssm.PutParameter(context.Background(), in); err != nil && !errors.As(err, &exists) {
 		r.t.Fatal(err)
 	}
 	return name
