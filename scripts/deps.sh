@@ -2,7 +2,9 @@
 # deps.sh installs what the tests need on a fresh machine, and nothing that is already there:
 #   1. Go modules (go mod download);
 #   2. npm test fixtures in testdata/octokit (GitHub's GHES OpenAPI description, real webhook payloads);
-#   3. Python tools (moto[server], cfn-lint, awscli) into .venv when they are not there already;
+#   3. Python tools (moto[server], cfn-lint, awscli) into .venv when they are not there already,
+#      and the deployment checks (make validate) each into its own venv, their pins conflicting:
+#      aws-sam-cli into .venv-sam, checkov into .venv-checkov, when sam/checkov are not on PATH;
 #   4. shellcheck and jq from Debian's packages when they are missing.
 # It fails loudly: a missing tool is an error here, never a skipped test later.
 set -euo pipefail
@@ -25,6 +27,17 @@ if ! python3 -c 'import moto.server, flask, flask_cors, cfnlint' 2>/dev/null ||
     .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   fi
 fi
+
+# Created once, and only when the tool is not on PATH; the Makefile runs the venv's when it exists.
+venv_tool() { # venv_tool <command> <venv> <requirements file>
+  if ! command -v "$1" >/dev/null && [ ! -x "$2/bin/$1" ]; then
+    echo "deps: $1 into $2"
+    python3 -m venv "$2"
+    "$2/bin/pip" install --quiet --disable-pip-version-check -r "$3"
+  fi
+}
+venv_tool sam .venv-sam requirements-sam.txt
+venv_tool checkov .venv-checkov requirements-checkov.txt
 
 echo "deps: shellcheck, jq"
 missing=()
