@@ -92,11 +92,11 @@ func (p Preset) Validate() error {
 	case p.Architecture != "x86_64" && p.Architecture != "arm64":
 		return fmt.Errorf("preset %s: architecture %q, want x86_64 or arm64", p.Name, p.Architecture)
 	case p.Strategy != SpotOnly && p.Strategy != SpotPreferred && p.Strategy != OnDemandOnly:
-		return fmt.Errorf("preset %s: strategy %q, want spotOnly, spotPreferred or onDemandOnly", p.Name, p.Strategy)
+		return fmt.Errorf("preset %s: spotStrategy %q, want spotOnly, spotPreferred or onDemandOnly", p.Name, p.Strategy)
 	case p.LaunchTemplateID == "":
 		return fmt.Errorf("preset %s: launchTemplateId is required", p.Name)
 	case p.TimeoutMinutes < 1 || p.TimeoutMinutes > 7*24*60:
-		return fmt.Errorf("preset %s: timeoutMinutes %d out of 1..10080", p.Name, p.TimeoutMinutes)
+		return fmt.Errorf("preset %s: timeout %d minutes out of 1..10080", p.Name, p.TimeoutMinutes)
 	case p.DiskSizeGB < 40 || p.DiskSizeGB > 16384:
 		// 40 GiB is the runner image's own root volume; a fleet override cannot shrink it.
 		return fmt.Errorf("preset %s: diskSizeGb %d out of 40..16384", p.Name, p.DiskSizeGB)
@@ -204,17 +204,39 @@ func (s *Store) Get(ctx context.Context, name string) (Preset, error) {
 	return p, nil
 }
 
+// document is a preset document as written: the product's documented field names (spotStrategy,
+// timeout in minutes) are the canonical ones; strategy and timeoutMinutes stay accepted as
+// aliases, and a document giving both spellings of one field must give them the same value.
+type document struct {
+	Preset
+	SpotStrategy string `json:"spotStrategy"`
+	Timeout      int    `json:"timeout"`
+}
+
 // Parse decodes, defaults and validates a preset document.
 func Parse(doc []byte) (Preset, error) {
-	var p Preset
+	var d document
 	dec := json.NewDecoder(strings.NewReader(string(doc)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := dec.Decode(&d); err != nil {
 		return Preset{}, fmt.Errorf("decode preset: %w", err)
 	}
 	// Decode reads one value; anything after it (a second document pasted in) must not pass.
 	if _, err := dec.Token(); err != io.EOF {
 		return Preset{}, errors.New("decode preset: data after the document")
+	}
+	p := d.Preset
+	switch {
+	case d.SpotStrategy != "" && p.Strategy != "" && d.SpotStrategy != p.Strategy:
+		return Preset{}, fmt.Errorf("preset %s: spotStrategy %q and its alias strategy %q disagree", p.Name, d.SpotStrategy, p.Strategy)
+	case d.Timeout != 0 && p.TimeoutMinutes != 0 && d.Timeout != p.TimeoutMinutes:
+		return Preset{}, fmt.Errorf("preset %s: timeout %d and its alias timeoutMinutes %d disagree", p.Name, d.Timeout, p.TimeoutMinutes)
+	}
+	if d.SpotStrategy != "" {
+		p.Strategy = d.SpotStrategy
+	}
+	if d.Timeout != 0 {
+		p.TimeoutMinutes = d.Timeout
 	}
 	p.Name = strings.ToLower(p.Name)
 	p.applyDefaults()

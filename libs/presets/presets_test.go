@@ -79,6 +79,17 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "the documented names: spotStrategy and timeout",
+			doc: `{"name":"gpu","architecture":"x86_64","instanceTypes":["g5.xlarge"],"spotStrategy":"onDemandOnly",
+				"timeout":120,"idleMinutes":5,"diskSizeGb":200,"labels":["gpu","cuda"],"maxCpu":16,
+				"maxRamGiB":64,"maxRunners":4,"launchTemplateId":"lt-0123456789abcdef0"}`,
+			want: Preset{
+				Name: "gpu", Architecture: "x86_64", InstanceTypes: []string{"g5.xlarge"}, Strategy: OnDemandOnly,
+				TimeoutMinutes: 120, IdleMinutes: 5, DiskSizeGB: 200, Labels: []string{"gpu", "cuda"},
+				MaxCPU: 16, MaxRAMGiB: 64, MaxRunners: 4, LaunchTemplateID: testLT,
+			},
+		},
+		{
 			name: "spotOnly strategy",
 			doc:  `{"name":"linux-x64","strategy":"spotOnly","launchTemplateId":"lt-0123456789abcdef0"}`,
 			want: with(defaultX64, func(p *Preset) { p.Strategy = SpotOnly }),
@@ -113,7 +124,22 @@ func TestParse(t *testing.T) {
 		{
 			name:    "unknown strategy",
 			doc:     `{"name":"linux-x64","strategy":"cheapest","launchTemplateId":"lt-0123456789abcdef0"}`,
-			wantErr: `preset linux-x64: strategy "cheapest", want spotOnly, spotPreferred or onDemandOnly`,
+			wantErr: `preset linux-x64: spotStrategy "cheapest", want spotOnly, spotPreferred or onDemandOnly`,
+		},
+		{
+			name:    "unknown spotStrategy",
+			doc:     `{"name":"linux-x64","spotStrategy":"spotpreferred","launchTemplateId":"lt-0123456789abcdef0"}`,
+			wantErr: `preset linux-x64: spotStrategy "spotpreferred", want spotOnly, spotPreferred or onDemandOnly`,
+		},
+		{
+			name:    "spotStrategy and its alias disagree",
+			doc:     `{"name":"linux-x64","spotStrategy":"spotOnly","strategy":"onDemandOnly","launchTemplateId":"lt-0123456789abcdef0"}`,
+			wantErr: `preset linux-x64: spotStrategy "spotOnly" and its alias strategy "onDemandOnly" disagree`,
+		},
+		{
+			name:    "timeout and its alias disagree",
+			doc:     `{"name":"linux-x64","timeout":30,"timeoutMinutes":60,"launchTemplateId":"lt-0123456789abcdef0"}`,
+			wantErr: `preset linux-x64: timeout 30 and its alias timeoutMinutes 60 disagree`,
 		},
 		{
 			name:    "launch template missing",
@@ -123,12 +149,12 @@ func TestParse(t *testing.T) {
 		{
 			name:    "timeout negative",
 			doc:     `{"name":"linux-x64","timeoutMinutes":-1,"launchTemplateId":"lt-0123456789abcdef0"}`,
-			wantErr: "preset linux-x64: timeoutMinutes -1 out of 1..10080",
+			wantErr: "preset linux-x64: timeout -1 minutes out of 1..10080",
 		},
 		{
 			name:    "timeout over a week",
 			doc:     `{"name":"linux-x64","timeoutMinutes":10081,"launchTemplateId":"lt-0123456789abcdef0"}`,
-			wantErr: "preset linux-x64: timeoutMinutes 10081 out of 1..10080",
+			wantErr: "preset linux-x64: timeout 10081 minutes out of 1..10080",
 		},
 		{
 			name:    "disk smaller than the image",
