@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/bradleyfalzon/ghinstallation/v2"
 	"github.com/google/go-github/v84/github"
 )
 
@@ -75,18 +74,4 @@ func (a *App) Redeliver(ctx context.Context, id int64) error {
 		return nil
 	}
 	return fmt.Errorf("redeliver webhook delivery %d of github app %d: %w", id, a.cfg.AppID, classifyAppJWT(err))
-}
-
-// asApp returns a client authenticated as the App itself (a fresh app JWT on every request), for
-// the /app routes; installation routes go through installation.
-func (a *App) asApp(ctx context.Context) (*github.Client, error) {
-	sign, err := a.signer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID, ghinstallation.WithSigner(sign))
-	if err != nil {
-		return nil, fmt.Errorf("github app transport: %w", err)
-	}
-	return a.client(atr)
 }

@@ -193,15 +193,7 @@ type AppInfo struct {
 // ErrUnauthorized (wrong App id, or a key not this App's), or, for no answer, ErrTLS, ErrTimeout
 // or ErrUnreachable (each an ErrUnavailable), or classify's sentinels.
 func (a *App) Describe(ctx context.Context) (AppInfo, error) {
-	sign, err := a.signer(ctx)
-	if err != nil {
-		return AppInfo{}, err
-	}
-	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID, ghinstallation.WithSigner(sign))
-	if err != nil {
-		return AppInfo{}, fmt.Errorf("github app transport: %w", err)
-	}
-	c, err := a.client(atr)
+	c, err := a.asApp(ctx)
 	if err != nil {
 		return AppInfo{}, err
 	}
@@ -213,6 +205,20 @@ func (a *App) Describe(ctx context.Context) (AppInfo, error) {
 		return AppInfo{}, fmt.Errorf("get github app %d: answer names no app: %w", a.cfg.AppID, ErrUnavailable)
 	}
 	return AppInfo{ID: app.GetID(), Slug: app.GetSlug(), Name: app.GetName()}, nil
+}
+
+// asApp returns a client authenticated as the App itself (a fresh app JWT on every request), for
+// the /app routes; installation routes go through installation.
+func (a *App) asApp(ctx context.Context) (*github.Client, error) {
+	sign, err := a.signer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	atr, err := ghinstallation.NewAppsTransportWithOptions(a.http, a.cfg.AppID, ghinstallation.WithSigner(sign))
+	if err != nil {
+		return nil, fmt.Errorf("github app transport: %w", err)
+	}
+	return a.client(atr)
 }
 
 func (a *App) client(rt http.RoundTripper) (*github.Client, error) {

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,14 +35,6 @@ const (
 	orgInst = 11
 	usrInst = 12
 )
-
-var appKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // staticPresets is a preset source without SSM (libs/presets tests its own store against moto):
 // tests here need presets naming the launch template their own moto world created.
@@ -129,13 +117,13 @@ func newRig(t *testing.T) *rig {
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
 
-	sim, base := ghessim.Start(t, ghessim.Options{AppID: appID, AppPublicKey: &appKey().PublicKey, WebhookSecret: []byte("s"), Host: r.host})
+	sim, base := ghessim.Start(t, ghessim.Options{AppID: appID, AppPublicKey: &ghessim.AppKey().PublicKey, WebhookSecret: []byte("s"), Host: r.host})
 	sim.AddInstallation(orgInst, "acme", "Organization")
 	sim.AddRepo("acme", "app", true)
 	sim.AddInstallation(usrInst, "octocat", "User")
 	sim.AddRepo("octocat", "tools", true)
 	r.sim = sim
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey())})
+	keyPEM := ghessim.AppKeyPEM()
 	app, err := githubapp.New(githubapp.Config{ServerURL: base, AppID: appID, Timeout: 2 * time.Second},
 		func(context.Context) ([]byte, error) { return keyPEM, nil })
 	if err != nil {

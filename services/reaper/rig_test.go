@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,14 +25,6 @@ const (
 	appID   = 4242
 	orgInst = 11
 )
-
-var appKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 // rig is one reaper against its own corner of the local world: a fresh state table, FIFO queue and
 // VPC/launch template in moto (EC2 behind ec2world), SSM behind world.SSM, and the GHES simulator
@@ -74,11 +61,11 @@ func newRig(t *testing.T) *rig {
 	r.ssm = world.NewSSM(cfg)
 	r.sqs = sqs.NewFromConfig(cfg)
 	r.queue = world.FIFOQueue(t, cfg)
-	sim, base := ghessim.Start(t, ghessim.Options{AppID: appID, AppPublicKey: &appKey().PublicKey, Host: r.host})
+	sim, base := ghessim.Start(t, ghessim.Options{AppID: appID, AppPublicKey: &ghessim.AppKey().PublicKey, Host: r.host})
 	sim.AddInstallation(orgInst, "acme", "Organization")
 	sim.AddRepo("acme", "app", true)
 	r.sim = sim
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey())})
+	keyPEM := ghessim.AppKeyPEM()
 	app, err := githubapp.New(githubapp.Config{ServerURL: base, AppID: appID, Timeout: 2 * time.Second},
 		func(context.Context) ([]byte, error) { return keyPEM, nil })
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -15,18 +14,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/spotrunner/spotrunner/internal/ghessim"
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 )
 
-var testKey = sync.OnceValue(func() []byte {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-})
-
-func testKeyPEM(testing.TB) []byte { return testKey() }
+func testKeyPEM(testing.TB) []byte { return ghessim.AppKeyPEM() }
 
 // TestAccess: only GET and HEAD; with an allow-list only its addresses (IPv4, IPv6, mapped).
 func TestAccess(t *testing.T) {
@@ -119,12 +111,5 @@ func pemOf(k *rsa.PrivateKey) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 }
 
-// testKey2 is the key of testKeyPEM, parsed.
-func testKey2() *rsa.PrivateKey {
-	b, _ := pem.Decode(testKey())
-	k, err := x509.ParsePKCS1PrivateKey(b.Bytes)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}
+// testKey2 is the key of testKeyPEM.
+func testKey2() *rsa.PrivateKey { return ghessim.AppKey() }
