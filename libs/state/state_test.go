@@ -348,7 +348,7 @@ func deleteItem(t *testing.T, s *Store, pk, sk string) {
 // putRunner writes a runner item as it stands, without the launch bookkeeping of RecordLaunch.
 func putRunner(t *testing.T, s *Store, r Runner) {
 	t.Helper()
-	av, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Runner: r})
+	av, err := attributevalue.MarshalMap(runnerItem{PK: runnerKey(r.InstanceID), SK: "RUNNER", Pool: PoolKey(r.Host, r.LabelSet), Phase: runnerPhase(r.State), Runner: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,5 +419,55 @@ func TestRetire(t *testing.T) {
 	}
 	if r, _ := s.Runner(ctx, "i-r2"); r.State != Done || r.HoldsSlot || slots() != 0 {
 		t.Errorf("runner %+v, %d slots; want done, no slot, counters left at 0", r, slots())
+	}
+}
+
+// TestPhasePaging (local world): 230 idle runners and 5 busy ones. Paging the runner#idle phase
+// from the cursor Phase returns, PageSize items at a time, yields each idle runner exactly once and
+// no busy one, and the last page's cursor is empty.
+func TestPhasePaging(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	want := map[string]bool{}
+	for i := range 235 {
+		iid := fmt.Sprintf("i-%017d", i)
+		st := Idle
+		if i < 5 {
+			st = Busy
+		} else {
+			want["RUNNER#"+iid] = true
+		}
+		putRunner(t, s, Runner{InstanceID: iid, Host: "ghes.example.com", State: st})
+	}
+	got := map[string]bool{}
+	pages, after := 0, ""
+	for {
+		pks, next, err := s.Phase(ctx, PhaseIdle, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(pks) > PageSize {
+			t.Errorf("page of %d keys, over PageSize %d", len(pks), PageSize)
+		}
+		for _, pk := range pks {
+			if got[pk] {
+				t.Errorf("%s returned twice", pk)
+			}
+			got[pk] = true
+		}
+		if after = next; after == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("idle runners paged (-want +got):\n%s", diff)
+	}
+	if pages < 3 {
+		t.Errorf("%d pages for 230 items, want at least 3", pages)
 	}
 }
