@@ -17,12 +17,14 @@ gobuild = CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -
 # requirements-checkov.txt); scripts/deps.sh installs them when they are not on PATH.
 SAM ?= $(if $(wildcard .venv-sam/bin/sam),.venv-sam/bin/sam,sam)
 CHECKOV ?= $(if $(wildcard .venv-checkov/bin/checkov),.venv-checkov/bin/checkov,checkov)
+# aws-sam-translator's python (scripts/sam-expand.py): the venv's when scripts/deps.sh made one.
+SAM_PYTHON ?= $(if $(wildcard .venv-sam/bin/python),.venv-sam/bin/python,python3)
 # Templates checkov checks; every skipped check is justified in place (Metadata.checkov.skip).
 CHECKOV_TEMPLATES := template.yaml sam/image.yaml sam/foundation.yaml
 # Offline and without credentials: no telemetry; validate --lint needs only a region.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all build deps test test-world unit fuzz template validate lint bench demo clean
+.PHONY: all build deps generate test test-world unit fuzz template validate lint bench demo clean
 
 all: build
 
@@ -34,6 +36,11 @@ build:
 # build-IngestFunction builds services/ingest.
 build-%Function:
 	$(call gobuild,$(shell echo $* | tr A-Z a-z),$(ARTIFACTS_DIR)/bootstrap)
+
+## generate: rewrite the generated regions of template.yaml and sam/image.yaml from presets.yaml
+## and instance/ (internal/deploy TestGenerated fails while they are stale)
+generate:
+	$(GO) run ./internal/deploy/generate
 
 ## deps: install what the tests need (Go modules, npm fixtures, Python tools in .venv, shellcheck)
 deps:
@@ -76,6 +83,8 @@ validate: template
 	@mkdir -p .aws-sam; echo "$(SAM) build --build-in-source --parallel (log: .aws-sam/sam-build.log)"; \
 	$(SAM) build --build-in-source --parallel --template template.yaml --region us-east-1 >.aws-sam/sam-build.log 2>&1 || \
 	  { cat .aws-sam/sam-build.log; exit 1; }
+	$(SAM_PYTHON) scripts/sam-expand.py template.yaml -o .aws-sam/expanded.json
+	SPOTRUNNER_EXPANDED_TEMPLATE=$(CURDIR)/.aws-sam/expanded.json $(GO) test -count=1 -run '^TestExpanded$$' ./internal/deploy/
 	$(CHECKOV) --framework cloudformation --quiet --compact --skip-download $(addprefix -f ,$(CHECKOV_TEMPLATES))
 
 ## lint: go vet, staticcheck, gofmt and shellcheck of the project's scripts

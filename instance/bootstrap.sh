@@ -8,8 +8,9 @@
 #      instance, one launched by hand) is left alone;
 #   3. blocks the instance metadata service for the runner user, so job steps get no instance
 #      credentials;
-#   4. reads its JIT runner config once from SSM Parameter Store (/spotrunner/jit/<instance-id>,
-#      SecureString), waiting a bounded time for the provisioner to write it, and deletes it at
+#   4. reads its JIT runner config once from SSM Parameter Store
+#      (/spotrunner/<deployment>/jit/<instance-id>, SecureString, where the deployment is its
+#      spotrunner:deployment tag: the stack that launched it), waiting a bounded time for the provisioner to write it, and deletes it at
 #      once; the config stays in memory and the runner's arguments, never on disk or in a log;
 #   5. starts run.sh --jitconfig as the runner user, with runner self-update disabled;
 #   6. shuts the instance down when the runner exits, when no job started within the idle limit
@@ -38,7 +39,6 @@ readonly console=${SPOTRUNNER_CONSOLE:-/dev/console}
 readonly minute=${SPOTRUNNER_MINUTE_SECONDS:-60}
 readonly jit_wait=${SPOTRUNNER_JIT_WAIT_SECONDS:-600}
 readonly runner_user=ubuntu
-readonly jit_prefix=/spotrunner/jit/
 readonly default_timeout_minutes=60
 readonly default_idle_minutes=10
 
@@ -51,6 +51,7 @@ runner_pid=""
 token=""
 instance_id=""
 region=""
+jit_name="" # /spotrunner/<deployment>/jit/<instance id>
 jit_config=""
 
 log() {
@@ -140,7 +141,7 @@ block_imds() {
 # provisioner writes the parameter right after the launch returns; the last try's AWS CLI
 # error goes to stderr (the journal): it names the parameter, never its value.
 fetch_jit_config() {
-  local name=$jit_prefix$instance_id deadline=$((SECONDS + jit_wait)) tries=0 quiet errfd
+  local name=$jit_name deadline=$((SECONDS + jit_wait)) tries=0 quiet errfd
   exec {quiet}>/dev/null
   while :; do
     tries=$((tries + 1))
@@ -162,7 +163,7 @@ fetch_jit_config() {
 }
 
 delete_jit_config() {
-  local name=$jit_prefix$instance_id
+  local name=$jit_name
   if aws ssm delete-parameter --region "$region" --name "$name" >/dev/null; then
     log "deleted JIT config $name"
   else
@@ -266,7 +267,7 @@ main() {
   token=$(imds_token) || fail "no IMDSv2 token from $imds"
   instance_id=$(imds_get instance-id) || fail "could not read the instance id over IMDSv2"
   region=$(imds_get placement/region) || fail "could not read the region over IMDSv2"
-  local tags managed idle_minutes timeout_minutes
+  local tags managed deployment idle_minutes timeout_minutes
   tags=$(imds_get tags/instance) || tags=""
   managed=""
   if grep -qxF spotrunner:managed <<<"$tags"; then
@@ -277,6 +278,13 @@ main() {
     log "instance $instance_id is not tagged spotrunner:managed=true (or instance metadata tags are off); leaving it alone"
     return 0
   fi
+  deployment=""
+  if grep -qxF spotrunner:deployment <<<"$tags"; then
+    deployment=$(imds_get tags/instance/spotrunner:deployment) || deployment=""
+  fi
+  [[ $deployment =~ ^[A-Za-z][A-Za-z0-9-]*$ ]] ||
+    fail "instance $instance_id has no valid spotrunner:deployment tag (the stack that launched it)"
+  jit_name=/spotrunner/$deployment/jit/$instance_id
   idle_minutes=$(minutes_tag spotrunner:idle-minutes "$default_idle_minutes" "$tags")
   timeout_minutes=$(minutes_tag spotrunner:timeout-minutes "$default_timeout_minutes" "$tags")
   log "instance $instance_id in $region: idle limit $idle_minutes min, timeout $timeout_minutes min"
@@ -284,7 +292,7 @@ main() {
   block_imds || fail "could not block the metadata service for $runner_user"
   log "metadata service blocked for $runner_user"
 
-  fetch_jit_config || fail "JIT config $jit_prefix$instance_id did not appear within $jit_wait s"
+  fetch_jit_config || fail "JIT config $jit_name did not appear within $jit_wait s"
   delete_jit_config
   start_runner
   watch_runner "$idle_minutes" "$timeout_minutes"

@@ -54,7 +54,7 @@ const runnerPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 //   - a fake IMDSv2 on 127.0.0.1 (instance id, region, the case's instance tags) that answers a GET
 //     only when it carries the session token (401 otherwise) and records every request;
 //   - moto's SSM from the local world, behind a recording proxy, holding this instance's JIT config
-//     /spotrunner/jit/<id> (SecureString, tagged spotrunner:managed and spotrunner:instance-arn, as
+//     /spotrunner/<deployment>/jit/<id> (SecureString, tagged spotrunner:managed and spotrunner:instance-arn, as
 //     the provisioner writes it; now, two seconds late, or never) and another instance's;
 //   - a fake runner folder whose run.sh stub records its arguments and environment and then exits,
 //     idles, runs a "job", or leaves a worker log, as the case says (or no run.sh: a broken image);
@@ -81,7 +81,7 @@ func TestBootstrap(t *testing.T) {
 	client := ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(endpoint) })
 
 	managed := func(kv ...string) map[string]string {
-		tags := map[string]string{"spotrunner:managed": "true", "Name": "spotrunner"}
+		tags := map[string]string{"spotrunner:managed": "true", "spotrunner:deployment": "SpotRunnerStack", "Name": "spotrunner"}
 		for i := 0; i+1 < len(kv); i += 2 {
 			tags[kv[i]] = kv[i+1]
 		}
@@ -162,6 +162,13 @@ func TestBootstrap(t *testing.T) {
 			wantSSM:    []ssmCall{{"GetParameter", "{param}"}}, wantIMDS: true,
 		},
 		{
+			name: "no deployment tag", tags: managed("spotrunner:deployment", ""), runner: "exit", jit: "now",
+			wantExit:   1,
+			wantCalls:  []string{callCheck, callShutdown},
+			wantReason: "instance {id} has no valid spotrunner:deployment tag (the stack that launched it)",
+			wantIMDS:   true,
+		},
+		{
 			name: "image without the runner", tags: managed(), runner: "", jit: "now",
 			wantExit:   1,
 			wantCalls:  []string{callCheck, callShutdown},
@@ -196,8 +203,8 @@ func TestBootstrap(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			id := "i-" + randomHex(t, 17)
-			param := "/spotrunner/jit/" + id
-			other := "/spotrunner/jit/i-" + randomHex(t, 17)
+			param := "/spotrunner/SpotRunnerStack/jit/" + id
+			other := "/spotrunner/SpotRunnerStack/jit/i-" + randomHex(t, 17)
 			runnerDir := filepath.Join(dir, "actions-runner")
 			rec := filepath.Join(dir, "rec")
 			for _, d := range []string{runnerDir, rec} {

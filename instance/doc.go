@@ -4,7 +4,10 @@
 // baked into the preset images by the Image Builder components of sam/image.yaml, which carry
 // them byte for byte.
 //
-// The package holds no Go code besides its tests, which check the scripts with shellcheck, run
+// Its one function, UserData, is the launch template's user data for a preset that brings its own
+// AMI: userdata.sh with both files inside, gzipped, which installs and starts them at first boot.
+//
+// Its tests check the scripts with shellcheck, run
 // the bootstrap against a fake IMDSv2 and the local world's SSM, and check the component
 // documents and launch template of sam/image.yaml. How an instance becomes a runner, and what a
 // bring-your-own AMI must provide: docs/instance.md.

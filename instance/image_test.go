@@ -255,7 +255,7 @@ func TestPrePulledImages(t *testing.T) {
 		t.Errorf("recipe components (-want +got):\n%s", diff)
 	}
 	wantParam := map[string]any{
-		"Name":        map[string]any{"!Sub": "/spotrunner/image/${PresetName}/additional-docker-images"},
+		"Name":        map[string]any{"!Sub": "/spotrunner/${Deployment}/image/${PresetName}/additional-docker-images"},
 		"Type":        "String",
 		"Description": map[string]any{"!Sub": "Docker images pre-pulled into the ${PresetName} image besides the defaults"},
 		"Value":       map[string]any{"!If": []any{"HasAdditionalDockerImages", map[string]any{"!Ref": "AdditionalDockerImages"}, "none"}},
@@ -332,7 +332,8 @@ func TestImageVersion(t *testing.T) {
 // TestLaunchTemplate checks the runner launch template against the design: IMDSv2 only with hop
 // limit 1 and instance tags readable (the bootstrap's settings), encrypted gp3 root volume of
 // DiskSizeGb, shutdown means terminate, the caller's security group and nothing that forces a
-// public IP, an AMI, an instance type or user data (the provisioner's fleet request decides those).
+// public IP, an AMI or an instance type (the provisioner's fleet request decides those); user data
+// only for a preset with its own AMI.
 func TestLaunchTemplate(t *testing.T) {
 	t.Parallel()
 	data := plain(mustGet(t, loadTemplate(t, imageTemplatePath()), "Resources", "LaunchTemplate", "Properties", "LaunchTemplateData")).(map[string]any)
@@ -364,15 +365,24 @@ func TestLaunchTemplate(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("launch template (-want +got):\n%s", diff)
 	}
-	for _, absent := range []string{"NetworkInterfaces", "ImageId", "InstanceType", "UserData", "KeyName"} {
+	for _, absent := range []string{"NetworkInterfaces", "ImageId", "InstanceType", "KeyName"} {
 		if _, ok := data[absent]; ok {
 			t.Errorf("launch template sets %s", absent)
 		}
 	}
+	// User data only for a preset's own AMI, and then exactly UserData() (make generate writes it).
+	userData, err := UserData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUserData := map[string]any{"!If": []any{"HasOwnAmi", userData, map[string]any{"!Ref": "AWS::NoValue"}}}
+	if diff := cmp.Diff(wantUserData, data["UserData"]); diff != "" {
+		t.Errorf("launch template UserData (-want +got); run make generate:\n%.2000s", diff)
+	}
 }
 
 // TestInstanceRole checks that the runner instance role can do exactly one thing: read and delete
-// a /spotrunner/jit/* parameter whose spotrunner:instance-arn tag names the calling instance.
+// a /spotrunner/<deployment>/jit/* parameter whose spotrunner:instance-arn tag names the calling instance.
 func TestInstanceRole(t *testing.T) {
 	t.Parallel()
 	role := plain(mustGet(t, loadTemplate(t, imageTemplatePath()), "Resources", "InstanceRole", "Properties")).(map[string]any)
@@ -383,7 +393,7 @@ func TestInstanceRole(t *testing.T) {
 			"Statement": []any{map[string]any{
 				"Effect":   "Allow",
 				"Action":   []any{"ssm:GetParameter", "ssm:DeleteParameter"},
-				"Resource": map[string]any{"!Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/spotrunner/jit/*"},
+				"Resource": map[string]any{"!Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/spotrunner/${Deployment}/jit/*"},
 				"Condition": map[string]any{"StringEquals": map[string]any{
 					"aws:ResourceTag/spotrunner:instance-arn": "${ec2:SourceInstanceARN}",
 				}},

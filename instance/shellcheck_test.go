@@ -13,8 +13,9 @@ import (
 )
 
 // TestShellcheck runs shellcheck (Debian package shellcheck, installed by scripts/deps.sh) on
-// every script this package owns: instance/*.sh and each ExecuteBash command of sam/image.yaml's
-// component documents (written to a temporary file with a bash shebang). Each must be clean.
+// every script this package owns: instance/*.sh (userdata.sh as it is and as UserData renders it)
+// and each ExecuteBash command of sam/image.yaml's component documents (written to a temporary
+// file with a bash shebang). Each must be clean.
 // Without shellcheck the test skips, or fails under the local world (SPOTRUNNER_WORLD=1).
 func TestShellcheck(t *testing.T) {
 	t.Parallel()
@@ -31,6 +32,15 @@ func TestShellcheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	rendered, err := renderUserData(bootstrapScript, serviceUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "userdata-rendered.sh")
+	if err := os.WriteFile(p, []byte(rendered), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scripts = append(scripts, p)
 	var names []string
 	embedded := map[string]string{}
 	for _, c := range components(t, loadTemplate(t, imageTemplatePath())) {

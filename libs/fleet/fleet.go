@@ -29,6 +29,11 @@ const ManagedTag = "spotrunner:managed"
 // DeploymentTag names the stack that launched an instance: a reaper touches only its own.
 const DeploymentTag = "spotrunner:deployment"
 
+// JITParameterPrefix is where a deployment's JIT configs wait for their instances:
+// /spotrunner/<deployment>/jit/<instance id>. An instance's bootstrap builds the same name from its
+// DeploymentTag, and its role may read only the parameter tagged with its own ARN.
+func JITParameterPrefix(deployment string) string { return "/spotrunner/" + deployment + "/jit/" }
+
 // Sentinel errors. Launch, Find, Lookup and Terminate wrap them; test with errors.Is.
 var (
 	// ErrCapacity: EC2 had no capacity for any of the request's pools (every error code the fleet

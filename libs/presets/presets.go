@@ -1,6 +1,6 @@
 // Package presets is what a runner preset is and where it comes from: one JSON document per preset
-// in SSM Parameter Store (/spotrunner/presets/<name>, written by the deployment from the presets
-// file), read through a short-TTL cache so an edit takes effect within a minute without a deploy
+// in SSM Parameter Store (/spotrunner/<deployment>/presets/<name>, written by the deployment from
+// the presets file, presets.yaml), read through a short-TTL cache so an edit takes effect within a minute without a deploy
 // of the functions.
 //
 // A preset decides which jobs it can serve (Serves): the job's labels must be a subset of
@@ -26,8 +26,8 @@ import (
 	"github.com/spotrunner/spotrunner/libs/labels"
 )
 
-// ParameterPrefix is where preset documents live.
-const ParameterPrefix = "/spotrunner/presets/"
+// ParameterPrefix is where a deployment's preset documents live: /spotrunner/<deployment>/presets/.
+func ParameterPrefix(deployment string) string { return "/spotrunner/" + deployment + "/presets/" }
 
 // Strategies (libs/fleet speaks the same words).
 const (
@@ -86,6 +86,17 @@ func (p *Preset) applyDefaults() {
 
 // Validate checks a preset document.
 func (p Preset) Validate() error {
+	if err := p.validateFields(); err != nil {
+		return err
+	}
+	if p.LaunchTemplateID == "" {
+		return fmt.Errorf("preset %s: launchTemplateId is required", p.Name)
+	}
+	return nil
+}
+
+// validateFields checks what a preset declares (all but the launch template the deployment makes).
+func (p Preset) validateFields() error {
 	switch {
 	case p.Name == "":
 		return errors.New("preset: name is required")
@@ -93,8 +104,6 @@ func (p Preset) Validate() error {
 		return fmt.Errorf("preset %s: architecture %q, want x86_64 or arm64", p.Name, p.Architecture)
 	case p.Strategy != SpotOnly && p.Strategy != SpotPreferred && p.Strategy != OnDemandOnly:
 		return fmt.Errorf("preset %s: spotStrategy %q, want spotOnly, spotPreferred or onDemandOnly", p.Name, p.Strategy)
-	case p.LaunchTemplateID == "":
-		return fmt.Errorf("preset %s: launchTemplateId is required", p.Name)
 	case p.TimeoutMinutes < 1 || p.TimeoutMinutes > 7*24*60:
 		return fmt.Errorf("preset %s: timeout %d minutes out of 1..10080", p.Name, p.TimeoutMinutes)
 	case p.DiskSizeGB < 40 || p.DiskSizeGB > 16384:
@@ -102,6 +111,10 @@ func (p Preset) Validate() error {
 		return fmt.Errorf("preset %s: diskSizeGb %d out of 40..16384", p.Name, p.DiskSizeGB)
 	case p.MaxRunners < 0:
 		return fmt.Errorf("preset %s: maxRunners %d is negative", p.Name, p.MaxRunners)
+	case p.IdleMinutes < 1 || p.IdleMinutes > 7*24*60:
+		return fmt.Errorf("preset %s: idleMinutes %d out of 1..10080", p.Name, p.IdleMinutes)
+	case p.MaxCPU < 1 || p.MaxRAMGiB < 1:
+		return fmt.Errorf("preset %s: maxCpu and maxRamGiB must be positive", p.Name)
 	}
 	return nil
 }
@@ -149,10 +162,11 @@ type SSM interface {
 
 // Store reads presets through a cache. Safe for concurrent use.
 type Store struct {
-	api   SSM
-	names map[string]bool // the configured presets
-	ttl   time.Duration
-	now   func() time.Time
+	api    SSM
+	prefix string          // ParameterPrefix of the deployment
+	names  map[string]bool // the configured presets
+	ttl    time.Duration
+	now    func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -163,13 +177,13 @@ type cached struct {
 	expires time.Time
 }
 
-// New returns a store for the configured preset names.
-func New(api SSM, names []string, ttl time.Duration) *Store {
+// New returns a store for the configured preset names, whose documents are under prefix.
+func New(api SSM, prefix string, names []string, ttl time.Duration) *Store {
 	set := map[string]bool{}
 	for _, n := range names {
 		set[strings.ToLower(strings.TrimSpace(n))] = true
 	}
-	return &Store{api: api, names: set, ttl: ttl, now: time.Now, cache: map[string]cached{}}
+	return &Store{api: api, prefix: prefix, names: set, ttl: ttl, now: time.Now, cache: map[string]cached{}}
 }
 
 // Get returns the preset name.
@@ -183,10 +197,10 @@ func (s *Store) Get(ctx context.Context, name string) (Preset, error) {
 	if ok && s.now().Before(c.expires) {
 		return c.p, nil
 	}
-	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ParameterPrefix + name)})
+	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(s.prefix + name)})
 	var nf *types.ParameterNotFound
 	if errors.As(err, &nf) {
-		return Preset{}, fmt.Errorf("preset %q: parameter %s%s missing: %w", name, ParameterPrefix, name, ErrBroken)
+		return Preset{}, fmt.Errorf("preset %q: parameter %s%s missing: %w", name, s.prefix, name, ErrBroken)
 	}
 	if err != nil {
 		return Preset{}, fmt.Errorf("get preset %q: %w", name, err)

@@ -56,7 +56,7 @@ const (
 
 var errThrottled = errors.New("ThrottlingException: Rate exceeded")
 
-// TestStoreGet: fixtures are a fake SSM holding preset documents under /spotrunner/presets/ and a
+// TestStoreGet: fixtures are a fake SSM holding preset documents under /spotrunner/test-stack/presets/ and a
 // store configured with preset names. A configured, valid preset must come back parsed after one
 // GetParameter of its path; an unconfigured name must be ErrUnknown without any SSM call; a missing
 // parameter, an invalid document and a document naming another preset must be ErrBroken (the
@@ -76,57 +76,57 @@ func TestStoreGet(t *testing.T) {
 		{
 			name:      "configured preset",
 			names:     []string{"linux-x64", "linux-arm64"},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": x64Doc, "/spotrunner/presets/linux-arm64": arm64Doc},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": x64Doc, "/spotrunner/test-stack/presets/linux-arm64": arm64Doc},
 			get:       "linux-arm64",
 			want:      defaultArm64,
-			wantCalls: []string{"/spotrunner/presets/linux-arm64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-arm64"},
 		},
 		{
 			name:      "configured names are trimmed and lowercased",
 			names:     []string{" Linux-X64 "},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": x64Doc},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": x64Doc},
 			get:       "linux-x64",
 			want:      defaultX64,
-			wantCalls: []string{"/spotrunner/presets/linux-x64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-x64"},
 		},
 		{
 			name:    "unknown preset",
 			names:   []string{"linux-x64"},
-			params:  map[string]string{"/spotrunner/presets/linux-x64": x64Doc, "/spotrunner/presets/gpu": x64Doc},
+			params:  map[string]string{"/spotrunner/test-stack/presets/linux-x64": x64Doc, "/spotrunner/test-stack/presets/gpu": x64Doc},
 			get:     "gpu",
 			wantErr: ErrUnknown,
 		},
 		{
 			name:      "parameter missing",
 			names:     []string{"linux-x64", "linux-arm64"},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": x64Doc},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": x64Doc},
 			get:       "linux-arm64",
 			wantErr:   ErrBroken,
-			wantCalls: []string{"/spotrunner/presets/linux-arm64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-arm64"},
 		},
 		{
 			name:      "document not JSON",
 			names:     []string{"linux-x64"},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": "linux-x64"},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": "linux-x64"},
 			get:       "linux-x64",
 			wantErr:   ErrBroken,
-			wantCalls: []string{"/spotrunner/presets/linux-x64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-x64"},
 		},
 		{
 			name:      "document invalid",
 			names:     []string{"linux-x64"},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": `{"name":"linux-x64"}`},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": `{"name":"linux-x64"}`},
 			get:       "linux-x64",
 			wantErr:   ErrBroken,
-			wantCalls: []string{"/spotrunner/presets/linux-x64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-x64"},
 		},
 		{
 			name:      "document names another preset",
 			names:     []string{"linux-x64", "linux-arm64"},
-			params:    map[string]string{"/spotrunner/presets/linux-x64": arm64Doc},
+			params:    map[string]string{"/spotrunner/test-stack/presets/linux-x64": arm64Doc},
 			get:       "linux-x64",
 			wantErr:   ErrBroken,
-			wantCalls: []string{"/spotrunner/presets/linux-x64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-x64"},
 		},
 		{
 			name:      "other SSM error",
@@ -134,14 +134,14 @@ func TestStoreGet(t *testing.T) {
 			ssmErr:    errThrottled,
 			get:       "linux-x64",
 			wantErr:   errThrottled,
-			wantCalls: []string{"/spotrunner/presets/linux-x64"},
+			wantCalls: []string{"/spotrunner/test-stack/presets/linux-x64"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := &fakeSSM{params: tt.params, err: tt.ssmErr}
-			got, err := New(f, tt.names, time.Minute).Get(context.Background(), tt.get)
+			got, err := New(f, ParameterPrefix("test-stack"), tt.names, time.Minute).Get(context.Background(), tt.get)
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("Get(%q) error = %v, want %v", tt.get, err, tt.wantErr)
 			}
@@ -167,12 +167,12 @@ func TestStoreGet(t *testing.T) {
 // next Get.
 func TestStoreCache(t *testing.T) {
 	t.Parallel()
-	const path = "/spotrunner/presets/linux-x64"
+	const path = "/spotrunner/test-stack/presets/linux-x64"
 	edited := `{"name":"linux-x64","instanceTypes":["c5.large"],"launchTemplateId":"lt-0123456789abcdef0"}`
 	editedPreset := with(defaultX64, func(p *Preset) { p.InstanceTypes = []string{"c5.large"} })
 
 	f := &fakeSSM{params: map[string]string{path: x64Doc}}
-	s := New(f, []string{"linux-x64"}, time.Minute)
+	s := New(f, ParameterPrefix("test-stack"), []string{"linux-x64"}, time.Minute)
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	var now time.Time
 	s.now = func() time.Time { return now }
@@ -219,10 +219,10 @@ func TestStoreCache(t *testing.T) {
 func TestStoreConcurrent(t *testing.T) {
 	t.Parallel()
 	f := &fakeSSM{params: map[string]string{
-		"/spotrunner/presets/linux-x64":   x64Doc,
-		"/spotrunner/presets/linux-arm64": arm64Doc,
+		"/spotrunner/test-stack/presets/linux-x64":   x64Doc,
+		"/spotrunner/test-stack/presets/linux-arm64": arm64Doc,
 	}}
-	s := New(f, []string{"linux-x64", "linux-arm64"}, time.Hour)
+	s := New(f, ParameterPrefix("test-stack"), []string{"linux-x64", "linux-arm64"}, time.Hour)
 	const workers = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*workers)

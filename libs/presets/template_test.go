@@ -14,7 +14,7 @@ import (
 )
 
 // TestDeployedPresets: fixture is template.yaml, whose AWS::SSM::Parameter resources under
-// /spotrunner/presets/ are the documents the provisioner reads. Each document (with its
+// /spotrunner/<stack>/presets/ are the documents the provisioner reads. Each document (with its
 // ${LaunchTemplateId} filled in) must parse, must name the preset of its parameter path (or Store
 // rejects it as broken), and the preset names must be exactly the provisioner's PRESETS (or Store
 // rejects its jobs as unknown).
@@ -46,7 +46,7 @@ func TestDeployedPresets(t *testing.T) {
 			if err := r.Properties.Decode(&props); err != nil {
 				t.Fatalf("%s: %v", id, err)
 			}
-			name, ok := strings.CutPrefix(props.Name, ParameterPrefix)
+			name, ok := strings.CutPrefix(props.Name, ParameterPrefix("${AWS::StackName}"))
 			if !ok {
 				continue
 			}

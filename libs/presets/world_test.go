@@ -39,7 +39,7 @@ func TestStoreMoto(t *testing.T) {
 			doc := `{"name":"` + name + `","architecture":"arm64","labels":["gpu"],"launchTemplateId":"lt-0123456789abcdef0"}`
 			if tt.put {
 				_, err := api.PutParameter(ctx, &ssm.PutParameterInput{
-					Name: aws.String(ParameterPrefix + name), Value: aws.String(doc), Type: types.ParameterTypeString,
+					Name: aws.String(ParameterPrefix("test-stack") + name), Value: aws.String(doc), Type: types.ParameterTypeString,
 				})
 				if err != nil {
 					t.Fatalf("put parameter: %v", err)
@@ -49,7 +49,7 @@ func TestStoreMoto(t *testing.T) {
 			if tt.wantErr == nil {
 				want = with(defaultArm64, func(p *Preset) { p.Name, p.Labels = name, []string{"gpu"} })
 			}
-			got, err := New(api, []string{name}, time.Minute).Get(ctx, name)
+			got, err := New(api, ParameterPrefix("test-stack"), []string{name}, time.Minute).Get(ctx, name)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Get(%q) error = %v, want %v", name, err, tt.wantErr)
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,7 +19,8 @@ import (
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
-// cfnRequest is a CloudFormation custom resource request (Custom::FirstImageBuild).
+// cfnRequest is a CloudFormation custom resource request (Custom::FirstImageBuild for a preset
+// that builds its image, Custom::PresetAmi for one that brings its own AMI).
 type cfnRequest struct {
 	RequestType           string           `json:"RequestType"` // Create | Update | Delete
 	ResponseURL           string           `json:"ResponseURL"`
@@ -30,12 +32,17 @@ type cfnRequest struct {
 	OldResourceProperties *firstBuildProps `json:"OldResourceProperties"`
 }
 
-// firstBuildProps are the custom resource's properties: one per preset.
+// firstBuildProps are the custom resource's properties: one per preset, with either its pipeline
+// and recipe or its own AMI.
 type firstBuildProps struct {
 	Preset      string `json:"Preset"`
 	PipelineArn string `json:"PipelineArn"`
 	RecipeArn   string `json:"RecipeArn"` // a new recipe version is a new ARN: build again
+	Ami         string `json:"Ami"`       // the preset's own AMI (presets.yaml ami)
 }
+
+// amiID is an AMI id as EC2 writes them.
+var amiID = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
 
 // cfnResponse is the answer CloudFormation waits for at the request's pre-signed ResponseURL.
 type cfnResponse struct {
@@ -52,7 +59,9 @@ type cfnResponse struct {
 //   - Create, or Update to another pipeline or recipe: the preset is recorded as building and its
 //     pipeline's first execution started, so a fresh deployment has AMIs within the hour instead
 //     of at the next weekly run; jobs queued meanwhile wait for it (the provisioner's NO_AMI_WAIT);
-//   - Update with the same pipeline and recipe: nothing to do;
+//   - Create or Update of a preset that brings its own AMI: the preset is ready with it at once
+//     (the AMI it had stays as the previous one) and the AMI is published like a built one;
+//   - Update with the same pipeline and recipe (or AMI): nothing to do;
 //   - Delete: success, touching nothing (the preset's record and AMIs are not the resource's).
 //
 // Any failure, a panic included, is answered FAILED with the reason, so a stack never waits an
@@ -108,6 +117,9 @@ func (h *Handler) firstBuildStep(ctx context.Context, req cfnRequest) (outcome s
 	default:
 		return "", fmt.Errorf("unknown request type %q", req.RequestType)
 	}
+	if p.Ami != "" || p.PipelineArn == "" {
+		return h.ownAMI(ctx, p)
+	}
 	preset, ours := h.presetOf(p.PipelineArn)
 	if !ours || preset != p.Preset {
 		return "", fmt.Errorf("pipeline %q is not preset %q's pipeline in this stack (PIPELINES)", p.PipelineArn, p.Preset)
@@ -133,6 +145,35 @@ func (h *Handler) firstBuildStep(ctx context.Context, req cfnRequest) (outcome s
 		return "", fmt.Errorf("start the first build of preset %s: %w", preset, err)
 	}
 	return "preset " + preset + " building: " + aws.ToString(out.ImageBuildVersionArn), nil
+}
+
+// ownAMI records a preset's own AMI as its current one.
+func (h *Handler) ownAMI(ctx context.Context, p firstBuildProps) (string, error) {
+	if !amiID.MatchString(p.Ami) {
+		return "", fmt.Errorf("preset %q: Ami %q is not an AMI id (and no PipelineArn is given)", p.Preset, p.Ami)
+	}
+	for _, preset := range h.pipelines {
+		if preset == p.Preset {
+			return "", fmt.Errorf("preset %q builds its image in this stack (PIPELINES); it cannot also name an AMI", p.Preset)
+		}
+	}
+	if _, err := h.jobs.UpdatePresetImage(ctx, p.Preset, func(cur state.PresetImage, exists bool) (state.PresetImage, error) {
+		if exists && cur.Status == state.ImageReady && cur.AMIID == p.Ami {
+			return cur, state.ErrUnchanged
+		}
+		if cur.AMIID != "" && cur.AMIID != p.Ami {
+			cur.PreviousAMIID = cur.AMIID
+		}
+		cur.AMIID, cur.AMIBuild, cur.Build, cur.Status, cur.Reason = p.Ami, "", "", state.ImageReady, ""
+		cur.UpdatedAt = time.Time{} // stamped by the store with the write's time
+		return cur, nil
+	}); err != nil {
+		return "", fmt.Errorf("record preset %s's own AMI: %w", p.Preset, err)
+	}
+	if err := h.publishAMI(ctx, p.Preset, p.Ami); err != nil {
+		return "", err
+	}
+	return "preset " + p.Preset + " ready with its own AMI " + p.Ami, nil
 }
 
 // clientToken fits a request id into Image Builder's 1–36 characters.

@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	ibtypes "github.com/aws/aws-sdk-go-v2/service/imagebuilder/types"
+
+	"github.com/spotrunner/spotrunner/libs/state"
 )
 
 // responseURL stands in for CloudFormation's pre-signed S3 URL: it records every answer PUT to it
@@ -182,3 +184,87 @@ func TestFirstBuildRetried(t *testing.T) {
 }
 
 func awsString(s string) *string { return &s }
+
+// ownAMIRequest is a Custom::PresetAmi request for preset with ami (and old, on an update).
+func (r *rig) ownAMIRequest(rs *responseURL, requestType, preset, ami string, old *firstBuildProps) json.RawMessage {
+	r.t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.request(rs, requestType, "0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a", old), &m); err != nil {
+		r.t.Fatal(err)
+	}
+	m["ResourceType"], m["LogicalResourceId"] = "Custom::PresetAmi", "OwnAmi"
+	m["ResourceProperties"] = map[string]string{"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f", "Preset": preset, "Ami": ami}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// TestOwnAMI (local world: moto's DynamoDB and SSM): a preset that brings its own AMI is ready with
+// it as soon as CloudFormation creates its custom resource, an update to another AMI keeps the old
+// one as the previous, and what cannot be right is answered FAILED without touching the record.
+func TestOwnAMI(t *testing.T) {
+	t.Parallel()
+	const ami1, ami2 = "ami-0123456789abcdef0", "ami-0fedcba9876543210"
+	tests := []struct {
+		name         string
+		steps        [][3]string // request type, preset, AMI
+		wantStatus   string
+		wantReason   string
+		wantRecord   state.PresetImage // Name, Status, AMIID, PreviousAMIID
+		wantNoRecord bool
+	}{
+		{name: "create makes the preset ready", steps: [][3]string{{"Create", "own", ami1}},
+			wantStatus: "SUCCESS", wantRecord: state.PresetImage{Name: "own", Status: "ready", AMIID: ami1}},
+		{name: "update to another AMI keeps the old as previous", steps: [][3]string{{"Create", "own", ami1}, {"Update", "own", ami2}},
+			wantStatus: "SUCCESS", wantRecord: state.PresetImage{Name: "own", Status: "ready", AMIID: ami2, PreviousAMIID: ami1}},
+		{name: "update to the same AMI changes nothing", steps: [][3]string{{"Create", "own", ami1}, {"Update", "own", ami1}},
+			wantStatus: "SUCCESS", wantRecord: state.PresetImage{Name: "own", Status: "ready", AMIID: ami1}},
+		{name: "delete leaves the record", steps: [][3]string{{"Create", "own", ami1}, {"Delete", "own", ami1}},
+			wantStatus: "SUCCESS", wantRecord: state.PresetImage{Name: "own", Status: "ready", AMIID: ami1}},
+		{name: "not an AMI id", steps: [][3]string{{"Create", "own", "ami-xyz"}},
+			wantStatus: "FAILED", wantReason: `Ami "ami-xyz" is not an AMI id`, wantNoRecord: true},
+		{name: "a preset with a pipeline cannot name an AMI", steps: [][3]string{{"Create", "linux-x64", ami1}},
+			wantStatus: "FAILED", wantReason: "builds its image in this stack", wantNoRecord: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			var old *firstBuildProps
+			var last cfnResponse
+			for _, s := range tt.steps {
+				rs := newResponseURL(t)
+				if err := r.h.Handle(context.Background(), r.ownAMIRequest(rs, s[0], s[1], s[2], old)); err != nil {
+					t.Fatalf("Handle %s: %v", s[0], err)
+				}
+				answers := rs.got()
+				if len(answers) != 1 {
+					t.Fatalf("%s: %d answers, want 1", s[0], len(answers))
+				}
+				last, old = answers[0], &firstBuildProps{Preset: s[1], Ami: s[2]}
+			}
+			if last.Status != tt.wantStatus || !strings.Contains(last.Reason, tt.wantReason) {
+				t.Errorf("answer %s %q, want %s containing %q", last.Status, last.Reason, tt.wantStatus, tt.wantReason)
+			}
+			preset := tt.steps[0][1]
+			got, err := r.store.PresetImage(context.Background(), preset)
+			if tt.wantNoRecord {
+				if err == nil {
+					t.Errorf("preset %s recorded %+v, want no record", preset, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantRecord, state.PresetImage{Name: got.Name, Status: got.Status, AMIID: got.AMIID, PreviousAMIID: got.PreviousAMIID}); diff != "" {
+				t.Errorf("preset record (-want +got):\n%s", diff)
+			}
+			if pub := r.published(preset); pub != tt.wantRecord.AMIID {
+				t.Errorf("published AMI %q, want %q", pub, tt.wantRecord.AMIID)
+			}
+			if n := len(r.ib.started()); n != 0 {
+				t.Errorf("%d pipeline executions started, want none", n)
+			}
+		})
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/presets"
 	"github.com/spotrunner/spotrunner/libs/service"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
@@ -36,11 +37,12 @@ import (
 type Config struct {
 	// TableName is required: the state table.
 	TableName string `env:"TABLE_NAME, required"`
-	// Pipelines is required: this stack's presets and their pipelines, comma-separated
-	// preset=pipeline ARN pairs.
-	Pipelines []string `env:"PIPELINES, required"`
-	// PresetParameterPrefix is optional, default /spotrunner/presets/: where <preset>/ami is published.
-	PresetParameterPrefix string `env:"PRESET_PARAMETER_PREFIX, default=/spotrunner/presets/"`
+	// Pipelines is optional: this stack's presets that build their image and their pipelines,
+	// comma-separated preset=pipeline ARN pairs; empty when every preset brings its own AMI.
+	Pipelines []string `env:"PIPELINES"`
+	// Deployment is required: this stack's name; <preset>/ami is published under
+	// presets.ParameterPrefix(Deployment).
+	Deployment string `env:"DEPLOYMENT, required"`
 	// AnswerMargin is optional, default 5s: a custom resource is answered this long before the
 	// function's deadline at the latest.
 	AnswerMargin time.Duration `env:"ANSWER_MARGIN, default=5s"`
@@ -52,9 +54,6 @@ type Config struct {
 // Validate checks what tags cannot.
 func (c *Config) Validate() error {
 	_, err := pipelines(c.Pipelines)
-	if !strings.HasPrefix(c.PresetParameterPrefix, "/") || !strings.HasSuffix(c.PresetParameterPrefix, "/") {
-		err = fmt.Errorf("PRESET_PARAMETER_PREFIX %q: want /a/path/", c.PresetParameterPrefix)
-	}
 	return err
 }
 
@@ -62,14 +61,14 @@ func (c *Config) Validate() error {
 func pipelines(pairs []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, pair := range pairs {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
 		preset, arn, ok := strings.Cut(strings.TrimSpace(pair), "=")
 		if !ok || preset == "" || !strings.HasPrefix(arn, "arn:") || !strings.Contains(arn, ":image-pipeline/") {
 			return nil, fmt.Errorf("PIPELINES: %q is not preset=<image pipeline ARN>", pair)
 		}
 		out[arn] = preset
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("PIPELINES: no pipeline")
 	}
 	return out, nil
 }
@@ -96,7 +95,7 @@ func run(ctx context.Context) error {
 		images:    imagebuilder.NewFromConfig(aws),
 		ssm:       ssm.NewFromConfig(aws),
 		pipelines: pl,
-		prefix:    cfg.PresetParameterPrefix,
+		prefix:    presets.ParameterPrefix(cfg.Deployment),
 		region:    cfg.Region,
 		client:    &http.Client{Timeout: 10 * time.Second},
 		margin:    cfg.AnswerMargin,

@@ -408,7 +408,7 @@ func TestJITConfigTier(t *testing.T) {
 	r := newRig(t)
 	r.send(r.msg(queue.ActionQueued, 1))
 	r.drain(3)
-	name := JITPrefix + r.job(1).InstanceID
+	name := r.h.jit.name(r.job(1).InstanceID)
 	got, err := r.ssm.GetParameter(context.Background(), &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
 	if err != nil {
 		t.Fatalf("config not delivered: %v", err)

@@ -8,12 +8,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/spotrunner/spotrunner/libs/fleet"
 )
 
-// JITPrefix is where JIT configs wait for their instance: /spotrunner/jit/<instance id>.
-// The instance role may read and delete only the parameter whose spotrunner:instance-arn tag is
-// its own ARN (docs/instance.md); the bootstrap deletes it right after reading, so it is read once.
-const JITPrefix = "/spotrunner/jit/"
+// JIT configs wait for their instance at fleet.JITParameterPrefix(deployment) + instance id. The
+// instance role may read and delete only the parameter whose spotrunner:instance-arn tag is its own
+// ARN (docs/instance.md); the bootstrap deletes it right after reading, so it is read once.
 
 // SSM is the part of the SSM client JIT delivery uses.
 type SSM interface {
@@ -27,8 +28,13 @@ type JITStore struct {
 	api SSM
 	// KMSKeyID is optional; default: the account's aws/ssm key.
 	KMSKeyID string
-	// Deployment is this stack's name, tagged on every parameter.
+	// Deployment is this stack's name, part of every parameter's name and tagged on it.
 	Deployment string
+}
+
+// name is instanceID's parameter.
+func (s JITStore) name(instanceID string) string {
+	return fleet.JITParameterPrefix(s.Deployment) + instanceID
 }
 
 // Put stores config for instanceID as a SecureString tagged with the instance's ARN. Without
@@ -45,7 +51,7 @@ func (s JITStore) Put(ctx context.Context, instanceID, instanceARN, config strin
 		return fmt.Errorf("deliver jit config for %s: %w", instanceID, err)
 	}
 	in := &ssm.PutParameterInput{
-		Name:      aws.String(JITPrefix + instanceID),
+		Name:      aws.String(s.name(instanceID)),
 		Value:     aws.String(config),
 		Type:      types.ParameterTypeSecureString,
 		Tier:      tier,
@@ -90,7 +96,7 @@ func tierFor(value string) (types.ParameterTier, error) {
 
 // Exists reports whether instanceID's config is waiting (not yet read by the instance).
 func (s JITStore) Exists(ctx context.Context, instanceID string) (bool, error) {
-	_, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(JITPrefix + instanceID)})
+	_, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(s.name(instanceID))})
 	var nf *types.ParameterNotFound
 	switch {
 	case errors.As(err, &nf):
@@ -103,7 +109,7 @@ func (s JITStore) Exists(ctx context.Context, instanceID string) (bool, error) {
 
 // Delete removes instanceID's config if it is still there.
 func (s JITStore) Delete(ctx context.Context, instanceID string) error {
-	_, err := s.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(JITPrefix + instanceID)})
+	_, err := s.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(s.name(instanceID))})
 	var nf *types.ParameterNotFound
 	if err != nil && !errors.As(err, &nf) {
 		return fmt.Errorf("delete jit config of %s: %w", instanceID, err)

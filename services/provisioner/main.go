@@ -121,7 +121,7 @@ func run(ctx context.Context) error {
 	sqsClient := sqs.NewFromConfig(aws)
 	h := &Handler{
 		jobs:       state.New(dynamodb.NewFromConfig(aws), cfg.TableName),
-		presets:    presets.New(ssm.NewFromConfig(aws), cfg.Presets, cfg.PresetCacheTTL),
+		presets:    presets.New(ssm.NewFromConfig(aws), presets.ParameterPrefix(cfg.Deployment), cfg.Presets, cfg.PresetCacheTTL),
 		fleet:      fleet.New(ec2.NewFromConfig(aws)),
 		github:     app,
 		jit:        JITStore{api: ssm.NewFromConfig(aws), Deployment: cfg.Deployment},

@@ -276,10 +276,10 @@ func (r *rig) instances() []fleet.Instance {
 func (r *rig) jitDelivered(instanceID string) (bool, string) {
 	r.t.Helper()
 	ctx := context.Background()
-	if _, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(JITPrefix + instanceID)}); err != nil {
+	if _, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(r.h.jit.name(instanceID))}); err != nil {
 		return false, ""
 	}
-	tags, err := r.ssm.ListTagsForResource(ctx, &ssm.ListTagsForResourceInput{ResourceType: "Parameter", ResourceId: aws.String(JITPrefix + instanceID)})
+	tags, err := r.ssm.ListTagsForResource(ctx, &ssm.ListTagsForResourceInput{ResourceType: "Parameter", ResourceId: aws.String(r.h.jit.name(instanceID))})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -296,11 +296,11 @@ func (r *rig) jitDelivered(instanceID string) (bool, string) {
 func (r *rig) boot(instanceID string) {
 	r.t.Helper()
 	ctx := context.Background()
-	p, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(JITPrefix + instanceID), WithDecryption: aws.Bool(true)})
+	p, err := r.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(r.h.jit.name(instanceID)), WithDecryption: aws.Bool(true)})
 	if err != nil {
 		r.t.Fatalf("boot %s: no JIT config: %v", instanceID, err)
 	}
-	if _, err := r.ssm.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(JITPrefix + instanceID)}); err != nil {
+	if _, err := r.ssm.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(r.h.jit.name(instanceID))}); err != nil {
 		r.t.Fatal(err)
 	}
 	if _, err := r.sim.ConnectRunner(aws.ToString(p.Parameter.Value)); err != nil {

@@ -55,10 +55,6 @@ func (rp *Reaper) jitParameters(ctx context.Context, r *pass) error {
 	return errors.Join(errs...)
 }
 
-// jitPrefix is where the provisioner leaves JIT configs: /spotrunner/jit/<instance id>
-// (services/provisioner JITPrefix).
-const jitPrefix = "/spotrunner/jit/"
-
 // SSM is the part of the SSM client SSMParams uses.
 type SSM interface {
 	DescribeParameters(ctx context.Context, in *ssm.DescribeParametersInput, optFns ...func(*ssm.Options)) (*ssm.DescribeParametersOutput, error)
@@ -73,13 +69,15 @@ type SSMParams struct {
 	deployment string
 }
 
-// JITInstances returns the instance ids whose configs wait under /spotrunner/jit/, tagged ours
+// JITInstances returns the instance ids whose configs wait under /spotrunner/<deployment>/jit/
+// (fleet.JITParameterPrefix), tagged ours
 // (spotrunner:managed=true) and this deployment's, all pages. Parameters are listed, never read:
 // their values are secrets the reaper has no use for.
 func (p SSMParams) JITInstances(ctx context.Context) ([]string, error) {
 	if p.deployment == "" {
 		return nil, errors.New("list jit configs: no deployment to look for")
 	}
+	jitPrefix := fleet.JITParameterPrefix(p.deployment)
 	in := &ssm.DescribeParametersInput{
 		ParameterFilters: []types.ParameterStringFilter{
 			{Key: aws.String("Path"), Option: aws.String("OneLevel"), Values: []string{strings.TrimSuffix(jitPrefix, "/")}},
@@ -106,7 +104,7 @@ func (p SSMParams) JITInstances(ctx context.Context) ([]string, error) {
 // DeleteJIT deletes instanceID's config; one already gone (read by its instance, deleted by a
 // concurrent run) is not an error.
 func (p SSMParams) DeleteJIT(ctx context.Context, instanceID string) error {
-	_, err := p.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(jitPrefix + instanceID)})
+	_, err := p.api.DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(fleet.JITParameterPrefix(p.deployment) + instanceID)})
 	var nf *types.ParameterNotFound
 	if err != nil && !errors.As(err, &nf) {
 		return fmt.Errorf("delete jit config of %s: %w", instanceID, err)

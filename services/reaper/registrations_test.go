@@ -85,10 +85,12 @@ func setCounter(t *testing.T, db *world.DynamoDB, table, name string, n int) {
 }
 
 // putJIT leaves a JIT config for instance iid as the provisioner does (SecureString, tagged ours,
-// deployment dep and the instance's ARN); dep "" leaves it untagged. It returns its name.
+// deployment dep and the instance's ARN); dep "" leaves it untagged. The name is under the
+// reaper's own deployment whatever dep, so the tag alone must keep another deployment's out.
+// It returns its name.
 func (r *rig) putJIT(iid, dep string) string {
 	r.t.Helper()
-	name := jitPrefix + iid
+	name := fleet.JITParameterPrefix(r.rp.params.(SSMParams).deployment) + iid
 	in := &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String("jit-config-of-" + iid),
 		Type: ssmtypes.ParameterTypeSecureString, Tier: ssmtypes.ParameterTierStandard}
 	if dep != "" {

@@ -22,7 +22,7 @@ func (rp *Reaper) steps() []step {
 	}
 }
 
-// Params lists and deletes JIT configs waiting in SSM (/spotrunner/jit/<instance id>) of this
+// Params lists and deletes JIT configs waiting in SSM (/spotrunner/<deployment>/jit/<instance id>) of this
 // deployment.
 type Params interface {
 	JITInstances(ctx context.Context) ([]string, error)
