@@ -177,21 +177,23 @@ func (c cfnTemplate) tag(id, key string) *yaml.Node {
 }
 
 // foundationOutput is what the app stack needs from the foundation: the app stack parameter
-// (type as template.yaml declares it) filled from the foundation output of the same name.
+// (type as template.yaml declares it: an SSM parameter type) filled from the foundation's SSM
+// parameter /spotrunner/SpotRunnerFoundationStack/<name>, which holds the output of that name.
 var foundationOutputs = []struct {
 	name     string
 	appType  string
 	joinList bool // a list parameter: the output is the members joined by ","
 }{
-	{name: "PrivateKeySecretArn", appType: "String"},
-	{name: "RunnerSubnetIds", appType: "List<AWS::EC2::Subnet::Id>", joinList: true},
-	{name: "RunnerSecurityGroupId", appType: "AWS::EC2::SecurityGroup::Id"},
+	{name: "PrivateKeySecretArn", appType: "AWS::SSM::Parameter::Value<String>"},
+	{name: "RunnerSubnetIds", appType: "AWS::SSM::Parameter::Value<List<AWS::EC2::Subnet::Id>>", joinList: true},
+	{name: "RunnerSecurityGroupId", appType: "AWS::SSM::Parameter::Value<AWS::EC2::SecurityGroup::Id>"},
 }
 
 // TestFoundationOutputs: fixtures are template.yaml and sam/foundation.yaml. Each app stack
 // parameter that says it is an output of SpotRunnerFoundationStack is one (same name), of a form
 // its type takes under either NatGateway value (a list parameter takes "a,b"), and is exported
-// under the stack's name.
+// under the stack's name; and the foundation writes the same value to the SSM parameter the app
+// parameter names by default (a StringList for a list), so `sam deploy` asks nothing for it.
 func TestFoundationOutputs(t *testing.T) {
 	t.Parallel()
 	app := loadTemplate(t, "template.yaml")
@@ -226,6 +228,33 @@ func TestFoundationOutputs(t *testing.T) {
 			out := child(found.section("Outputs"), o.name)
 			if out == nil {
 				t.Fatalf("sam/foundation.yaml has no output %s", o.name)
+			}
+			if d := child(param, "Default"); d == nil || d.Value != "/spotrunner/SpotRunnerFoundationStack/"+o.name {
+				t.Errorf("template.yaml %s: default %v, want /spotrunner/SpotRunnerFoundationStack/%s", o.name, d, o.name)
+			}
+			ssmParam := found.resource(o.name + "Parameter")
+			if ssmParam == nil || found.typeOf(o.name+"Parameter") != "AWS::SSM::Parameter" {
+				t.Fatalf("sam/foundation.yaml has no AWS::SSM::Parameter %sParameter", o.name)
+			}
+			if n := found.prop(o.name+"Parameter", "Name"); n == nil || n.Tag != "!Sub" || n.Value != "/spotrunner/${AWS::StackName}/"+o.name {
+				t.Errorf("%sParameter: name %v, want !Sub /spotrunner/${AWS::StackName}/%s", o.name, n, o.name)
+			}
+			wantType := map[bool]string{true: "StringList", false: "String"}[o.joinList]
+			if ty := found.prop(o.name+"Parameter", "Type"); ty == nil || ty.Value != wantType {
+				t.Errorf("%sParameter: type %v, want %s", o.name, ty, wantType)
+			}
+			for _, nat := range []string{"true", "false"} {
+				params := found.params(map[string]string{"NatGateway": nat})
+				var want, got strings.Builder
+				if err := yaml.NewEncoder(&want).Encode(found.resolve(t, child(out, "Value"), params)); err != nil {
+					t.Fatal(err)
+				}
+				if err := yaml.NewEncoder(&got).Encode(found.resolve(t, found.prop(o.name+"Parameter", "Value"), params)); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want.String(), got.String()); diff != "" {
+					t.Errorf("NatGateway=%s: %sParameter's value against output %s (-output +parameter):\n%s", nat, o.name, o.name, diff)
+				}
 			}
 			for _, nat := range []string{"true", "false"} {
 				v := found.resolve(t, child(out, "Value"), found.params(map[string]string{"NatGateway": nat}))
@@ -473,7 +502,7 @@ func TestFoundation(t *testing.T) {
 		{
 			name: "resources not named after the stack",
 			got: func() any {
-				// Types that take no tags.
+				// Types that take no tags (SSM parameters are paths, checked as such).
 				untagged := map[string]bool{
 					"AWS::EC2::VPCGatewayAttachment": true, "AWS::EC2::Route": true,
 					"AWS::EC2::SubnetRouteTableAssociation": true,
@@ -481,6 +510,12 @@ func TestFoundation(t *testing.T) {
 				var bad []string
 				for _, id := range keys(resources) {
 					if untagged[f.typeOf(id)] {
+						continue
+					}
+					if f.typeOf(id) == "AWS::SSM::Parameter" { // a path, untagged: names are its identity
+						if n := f.prop(id, "Name"); n == nil || n.Tag != "!Sub" || !strings.HasPrefix(n.Value, "/spotrunner/${AWS::StackName}/") {
+							bad = append(bad, id+" Name")
+						}
 						continue
 					}
 					if n := f.tag(id, "Name"); n == nil || n.Tag != "!Sub" || !strings.HasPrefix(n.Value, "${AWS::StackName}-") {
