@@ -3,6 +3,7 @@ package ec2world
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -45,32 +46,39 @@ type World struct {
 // makes new resources, so parallel tests do not share them; moto is thrown away after the run.
 func Setup(tb testing.TB, client *ec2.Client) World {
 	tb.Helper()
-	ctx := context.Background()
-	fail := func(what string, err error) {
-		tb.Helper()
-		if err != nil {
-			tb.Fatalf("ec2world: setup: %s: %v", what, err)
-		}
+	w, err := SetupWorld(context.Background(), client)
+	if err != nil {
+		tb.Fatalf("ec2world: %v", err)
 	}
-	var w World
+	return w
+}
 
+// SetupWorld is Setup for callers that are not tests (the local stack of make demo).
+func SetupWorld(ctx context.Context, client *ec2.Client) (World, error) {
+	var w World
 	vpc, err := client.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.0.0.0/16")})
-	fail("create VPC", err)
+	if err != nil {
+		return w, fmt.Errorf("setup: create VPC: %w", err)
+	}
 	w.VPCID = aws.ToString(vpc.Vpc.VpcId)
 
 	zones, err := client.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{})
-	fail("describe availability zones", err)
+	if err != nil {
+		return w, fmt.Errorf("setup: describe availability zones: %w", err)
+	}
 	names := make([]string, 0, len(zones.AvailabilityZones))
 	for _, z := range zones.AvailabilityZones {
 		names = append(names, aws.ToString(z.ZoneName))
 	}
 	slices.Sort(names)
 	if len(names) < 2 {
-		tb.Fatalf("ec2world: setup: moto has %d availability zones, want 2", len(names))
+		return w, fmt.Errorf("setup: moto has %d availability zones, want 2", len(names))
 	}
 	for i, cidr := range []string{"10.0.1.0/24", "10.0.2.0/24"} {
 		sn, err := client.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String(cidr), AvailabilityZone: aws.String(names[i])})
-		fail("create subnet", err)
+		if err != nil {
+			return w, fmt.Errorf("setup: create subnet: %w", err)
+		}
 		w.SubnetIDs = append(w.SubnetIDs, aws.ToString(sn.Subnet.SubnetId))
 	}
 
@@ -78,12 +86,16 @@ func Setup(tb testing.TB, client *ec2.Client) World {
 	sg, err := client.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 		GroupName: aws.String("spotrunner-runner-" + suffix), Description: aws.String("runners: no inbound"), VpcId: vpc.Vpc.VpcId,
 	})
-	fail("create security group", err)
+	if err != nil {
+		return w, fmt.Errorf("setup: create security group: %w", err)
+	}
 	w.SecurityGroupID = aws.ToString(sg.GroupId)
 
 	w.Images = map[string]string{}
 	for _, arch := range []string{"x86_64", "arm64"} {
-		w.Images[arch] = image(tb, client, arch)
+		if w.Images[arch], err = image(ctx, client, arch); err != nil {
+			return w, err
+		}
 	}
 
 	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
@@ -104,21 +116,22 @@ func Setup(tb testing.TB, client *ec2.Client) World {
 			}},
 		},
 	})
-	fail("create launch template", err)
+	if err != nil {
+		return w, fmt.Errorf("setup: create launch template: %w", err)
+	}
 	w.LaunchTemplateID = aws.ToString(lt.LaunchTemplate.LaunchTemplateId)
-	return w
+	return w, nil
 }
 
 // image returns the newest Ubuntu AMI moto knows for arch, or its newest AMI of any kind.
-func image(tb testing.TB, client *ec2.Client, arch string) string {
-	tb.Helper()
+func image(ctx context.Context, client *ec2.Client, arch string) (string, error) {
 	for _, filters := range [][]types.Filter{
 		{{Name: aws.String("architecture"), Values: []string{arch}}, {Name: aws.String("name"), Values: []string{"ubuntu*"}}},
 		{{Name: aws.String("architecture"), Values: []string{arch}}},
 	} {
-		out, err := client.DescribeImages(context.Background(), &ec2.DescribeImagesInput{Filters: filters})
+		out, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{Filters: filters})
 		if err != nil {
-			tb.Fatalf("ec2world: setup: describe %s images: %v", arch, err)
+			return "", fmt.Errorf("setup: describe %s images: %w", arch, err)
 		}
 		if len(out.Images) == 0 {
 			continue
@@ -126,10 +139,9 @@ func image(tb testing.TB, client *ec2.Client, arch string) string {
 		newest := slices.MaxFunc(out.Images, func(a, b types.Image) int {
 			return cmp.Or(cmp.Compare(aws.ToString(a.CreationDate), aws.ToString(b.CreationDate)), cmp.Compare(aws.ToString(a.ImageId), aws.ToString(b.ImageId)))
 		})
-		return aws.ToString(newest.ImageId)
+		return aws.ToString(newest.ImageId), nil
 	}
-	tb.Fatalf("ec2world: setup: moto knows no %s AMI", arch)
-	return ""
+	return "", fmt.Errorf("setup: moto knows no %s AMI", arch)
 }
 
 // CopyImage registers a fresh AMI in moto, a copy of source (same architecture), and fails the
