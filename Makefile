@@ -105,4 +105,4 @@ demo:
 	@echo "Until then, 'make test' exercises each piece against the local world."
 
 clean:
-	rm -rf build .aws-sam
+	rm -rf build .aws-sam .cache/lambdasim

@@ -5,13 +5,21 @@
 #   3. Python tools (moto[server], cfn-lint, awscli) into .venv when they are not there already,
 #      and the deployment checks (make validate) each into its own venv, their pins conflicting:
 #      aws-sam-cli into .venv-sam, checkov into .venv-checkov, when sam/checkov are not on PATH;
-#   4. shellcheck and jq from Debian's packages when they are missing.
+#   4. shellcheck and jq from Debian's packages when they are missing;
+#   5. aws-lambda-rie (the Lambda Runtime Interface Emulator, from the Go module proxy) into
+#      .cache/bin, for the end-to-end suite and make demo.
 # It fails loudly: a missing tool is an error here, never a skipped test later.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "deps: go modules"
 go mod download
+
+echo "deps: aws-lambda-rie"
+rie_version=v0.0.0-20261030222936-bef5c4ba774d # internal/lambdasim.RIEVersion; LookRIE refuses any other
+if ! go version -m .cache/bin/aws-lambda-rie 2>/dev/null | grep -q "$rie_version"; then
+  GOBIN="$PWD/.cache/bin" CGO_ENABLED=0 go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$rie_version"
+fi
 
 echo "deps: npm fixtures"
 if [ ! -f testdata/octokit/node_modules/@octokit/openapi/generated/ghes-3.19.json ] ||

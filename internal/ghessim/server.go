@@ -12,7 +12,12 @@
 //   - the app's webhook deliveries (list, get, redeliver), filled by the signed workflow_job and
 //     ping webhooks it sends to a receiver on loopback;
 //   - fault injection (error statuses, secondary rate limits, delays) per "METHOD /path" pattern,
-//     and a record of every call and every app JWT it received.
+//     an outage of the whole API, and a record of every call and every app JWT it received.
+//
+// Play (play.go) makes it behave as GitHub for an end-to-end run: queued jobs are announced by
+// webhook, given to the runners that come online through the /_sim endpoints (the stand-in for
+// the Actions service that `run.sh --jitconfig` talks to, outside /api/v3), run, completed and
+// announced again.
 //
 // Responses carry the fields and types of GitHub's GHES 3.19 OpenAPI description, which
 // conformance_test.go checks route by route. Like GitHub, an ephemeral JIT runner is removed once
@@ -76,6 +81,14 @@ type Server struct {
 	appClientID  string
 	appCreatedAt time.Time
 
+	// sim serves the /_sim endpoints of play.go, outside the API and its record of calls.
+	sim http.Handler
+	// outageUntil is when the outage started by Outage ends, in Unix nanoseconds.
+	outageUntil atomic.Int64
+	// closed is closed by Close, which ends pending long-polls.
+	closed    chan struct{}
+	closeOnce sync.Once
+
 	mu            sync.Mutex
 	nextID        int64 // ids of accounts, repos, runners, labels and deliveries
 	accounts      map[string]*account
@@ -89,6 +102,10 @@ type Server struct {
 	faults        []*fault
 	calls         []Call
 	jwts          []string
+	// changed is closed, and replaced, whenever a job or runner changes, to wake long-polls.
+	changed chan struct{}
+	// play is GitHub's behaviour once Play is called; nil until then.
+	play *player
 }
 
 // New returns a Server with no installations, repos, jobs or runners.
@@ -119,18 +136,23 @@ func New(opts Options) *Server {
 		runners:       map[int64]*runnerRecord{},
 		labelIDs:      map[string]int64{},
 		tokens:        map[string]tokenGrant{},
+		changed:       make(chan struct{}),
+		closed:        make(chan struct{}),
 	}
 	s.handler = http.StripPrefix(apiPrefix, s.routes())
+	s.sim = s.simRoutes()
 	return s
 }
 
-// Start serves s on a new httptest server bound to 127.0.0.1, closed at the end of the test. It
-// returns the server and its base URL ("http://127.0.0.1:PORT", without /api/v3).
+// Start serves s on a new httptest server bound to 127.0.0.1, closed at the end of the test
+// (after Close). It returns the server and its base URL ("http://127.0.0.1:PORT", without
+// /api/v3).
 func Start(tb testing.TB, opts Options) (*Server, string) {
 	tb.Helper()
 	s := New(opts)
 	ts := httptest.NewServer(s) // httptest binds 127.0.0.1 unless told otherwise
 	tb.Cleanup(ts.Close)
+	tb.Cleanup(s.Close) // cleanups run last first: end long-polls before ts.Close waits for them
 	return s, ts.URL
 }
 
@@ -142,11 +164,17 @@ func StartTLS(tb testing.TB, opts Options) (*Server, string, []byte) {
 	s := New(opts)
 	ts := httptest.NewTLSServer(s)
 	tb.Cleanup(ts.Close)
+	tb.Cleanup(s.Close)
 	return s, ts.URL, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
 }
 
-// ServeHTTP records the call, answers an injected fault if one matches, and routes the rest.
+// ServeHTTP records the call, answers an injected fault or the outage if one applies, and routes
+// the rest. The /_sim endpoints are not GitHub's API: they are neither recorded nor failed.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, simPrefix+"/") {
+		s.sim.ServeHTTP(w, r)
+		return
+	}
 	rec := &statusRecorder{ResponseWriter: w}
 	p := strings.TrimPrefix(r.URL.Path, apiPrefix)
 	defer func() { s.record(Call{Method: r.Method, Path: p, Status: rec.status}) }()
@@ -163,6 +191,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if !strings.HasPrefix(r.URL.Path, apiPrefix+"/") {
 		writeReply(rec, notFound())
+		return
+	}
+	if time.Now().UnixNano() < s.outageUntil.Load() {
+		writeReply(rec, errorReply(http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable)))
 		return
 	}
 	if f := s.takeFault(r.Method + " " + p); f != nil && f.answer(rec, r) {

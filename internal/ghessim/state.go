@@ -28,7 +28,8 @@ type Runner struct {
 	ID                int64
 	Name, Owner, Repo string
 	Labels            []string
-	// Status is "offline" until the runner connects (ConnectRunner or AssignJob), then "online".
+	// Status is "offline" until the runner connects (ConnectRunner or AssignJob), then "online",
+	// and "offline" again once its process exited (DELETE /_sim/runners/{name}, play.go).
 	Status string
 	Busy   bool
 	// JITConfig is the encoded_jit_config GitHub returned when the runner was created.
@@ -83,13 +84,16 @@ type runnerRecord struct {
 	// cannot be forged from a runner's id and name alone.
 	clientID  string
 	connected bool
+	// exited is set when the runner process went away after connecting (its instance shut
+	// down): the runner stays registered, offline, its config spent, and gets no job.
+	exited bool
 }
 
 func (r *runnerRecord) public() Runner {
 	out := r.Runner
 	out.Labels = slices.Clone(r.Labels)
 	out.Status = "offline"
-	if r.connected {
+	if r.connected && !r.exited {
 		out.Status = "online"
 	}
 	return out
@@ -228,10 +232,16 @@ func (s *Server) AssignJob(jobID int64, runnerName string) error {
 	if missing := missingLabels(j.Labels, r.Labels); len(missing) > 0 {
 		return fmt.Errorf("assign job %d: runner %q lacks the job's labels %q", jobID, runnerName, missing)
 	}
+	s.assignLocked(j, r)
+	return nil
+}
+
+// assignLocked gives job j to runner r, which may take it; the caller holds s.mu.
+func (s *Server) assignLocked(j *jobRecord, r *runnerRecord) {
 	r.connected, r.Busy = true, true
 	j.Status, j.RunnerName, j.RunnerID = statusInProgress, r.Name, r.ID
 	j.startedAt = s.now().UTC()
-	return nil
+	s.changedLocked()
 }
 
 // runnerFor finds a runner by name at the repo's level or its owner's; the caller holds s.mu.
@@ -277,5 +287,6 @@ func (s *Server) CompleteJob(jobID int64, conclusion string) error {
 	}
 	j.Status, j.Conclusion, j.completedAt = statusCompleted, conclusion, now
 	delete(s.runners, j.RunnerID)
+	s.changedLocked()
 	return nil
 }
