@@ -101,8 +101,8 @@ bench:
 
 ## demo: the main job on the local world
 demo:
-	@echo "make demo: placeholder — the end-to-end demo (webhook → queue → provisioner → instance) lands with the demo issue."
-	@echo "Until then, 'make test' exercises each piece against the local world."
+	scripts/deps.sh --world
+	scripts/with-world.sh $(GO) run ./internal/e2e/demo
 
 clean:
 	rm -rf build .aws-sam .cache/lambdasim

@@ -9,7 +9,13 @@
 #   5. aws-lambda-rie (the Lambda Runtime Interface Emulator, from the Go module proxy) into
 #      .cache/bin, for the end-to-end suite and make demo.
 # It fails loudly: a missing tool is an error here, never a skipped test later.
+#
+# Usage: scripts/deps.sh           everything make test needs
+#        scripts/deps.sh --world   only what the local world and make demo need (1, 3 without the
+#                                  deployment checks, 4, 5)
 set -euo pipefail
+world_only=0
+[ "${1:-}" = --world ] && world_only=1
 cd "$(dirname "$0")/.."
 
 echo "deps: go modules"
@@ -21,10 +27,12 @@ if ! go version -m .cache/bin/aws-lambda-rie 2>/dev/null | grep -q "$rie_version
   GOBIN="$PWD/.cache/bin" CGO_ENABLED=0 go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$rie_version"
 fi
 
+if ((!world_only)); then
 echo "deps: npm fixtures"
 if [ ! -f testdata/octokit/node_modules/@octokit/openapi/generated/ghes-3.19.json ] ||
    [ ! -f testdata/octokit/node_modules/@octokit/webhooks-examples/api.github.com/index.json ]; then
   (cd testdata/octokit && npm ci --no-audit --no-fund --ignore-scripts)
+fi
 fi
 
 echo "deps: python tools"
@@ -44,13 +52,16 @@ venv_tool() { # venv_tool <command> <venv> <requirements file>
     "$2/bin/pip" install --quiet --disable-pip-version-check -r "$3"
   fi
 }
-venv_tool sam .venv-sam requirements-sam.txt
-venv_tool checkov .venv-checkov requirements-checkov.txt
+if ((!world_only)); then
+  venv_tool sam .venv-sam requirements-sam.txt
+  venv_tool checkov .venv-checkov requirements-checkov.txt
+fi
 
 echo "deps: shellcheck, jq"
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

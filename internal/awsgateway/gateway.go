@@ -37,6 +37,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -90,6 +91,8 @@ type Gateway struct {
 	motoEC2 *ec2.Client
 	images  *imageBuilder
 	dynamo  dynamo
+	// callHook is SetCallHook's function.
+	callHook atomic.Pointer[func(Call)]
 
 	mu     sync.Mutex
 	calls  []Call
@@ -187,6 +190,17 @@ func (g *Gateway) FailFleet(n int, capacityType, code, message string) {
 	g.ec2.FailFleet(n, capacityType, code, message)
 }
 
+// SetCallHook makes fn see every call before the gateway handles it (nil: none), in the handling
+// goroutine: a test can act at an exact point of a client's work, e.g. crash a function when it
+// writes a parameter; the call then goes on as usual.
+func (g *Gateway) SetCallHook(fn func(Call)) {
+	if fn == nil {
+		g.callHook.Store(nil)
+		return
+	}
+	g.callHook.Store(&fn)
+}
+
 // maxBuffered bounds the bodies the gateway reads itself (query forms, the JSON it checks).
 const maxBuffered = 16 << 20
 
@@ -198,6 +212,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.record(req.call)
+	if hook := g.callHook.Load(); hook != nil {
+		(*hook)(req.call)
+	}
 	log := g.opts.Log.With().Str("service", req.call.Service).Str("operation", req.call.Operation).Logger()
 	if f, ok := g.takeFault(req.call); ok {
 		log.Info().Int("status", f.status).Str("code", f.code).Msg("awsgateway: injected fault")

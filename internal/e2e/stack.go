@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/imagebuilder"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/spotrunner/spotrunner/internal/awsgateway"
 	"github.com/spotrunner/spotrunner/internal/deploy"
@@ -82,6 +86,14 @@ type Options struct {
 	Instances int
 	// MinuteSeconds scales the bootstrap's minutes (idle limit, timeout); default 60.
 	MinuteSeconds int
+	// Tuning adds environment variables to functions, by logical id (lambdasim.DeployOptions).
+	Tuning map[string]map[string]string
+	// Preset changes a preset as presets.yaml declares it before the stack starts (its SSM
+	// document is rewritten with the change), e.g. another spotStrategy.
+	Preset func(e *presets.Entry)
+	// NoFirstBuild leaves these presets without their deploy-time first build: no AMI until a
+	// build is started (StartBuild).
+	NoFirstBuild []string
 }
 
 // Stack is Spot Runner running on the local world.
@@ -224,11 +236,16 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		Template: tmpl, StackName: o.StackName, AWS: s.AWS, Endpoint: s.Gateway.URL(),
 		Parameters: params, Attributes: attributes, SSMParameters: true,
 		Binaries: bins, RIE: rie, Instances: o.Instances, LogDir: filepath.Join(o.WorkDir, "logs"),
-		ScheduleEvery: o.ReaperEvery,
+		ScheduleEvery: o.ReaperEvery, Tuning: o.Tuning,
 		OnError:       func(err error) { o.Log("lambda", "event source: "+err.Error()) },
 	})
 	if err != nil {
 		return s, fmt.Errorf("e2e: %w", err)
+	}
+	if o.Preset != nil {
+		if err := s.rewritePresets(ctx, attributes); err != nil {
+			return s, err
+		}
 	}
 	table, _ := s.Deployment.Resolver.Ref("StateTable")
 	s.State = state.New(dynamodb.NewFromConfig(s.AWS), table)
@@ -259,7 +276,8 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		}
 	})
 
-	if s.Instances, err = instancesim.Start(ctx, instancesim.Options{
+	// The instances live as long as the stack, not as long as Start's ctx (Close ends them).
+	if s.Instances, err = instancesim.Start(context.WithoutCancel(ctx), instancesim.Options{
 		EC2: s.EC2, Endpoint: s.Gateway.URL(), Region: Region, Deployment: o.StackName,
 		RunnerURL: s.GitHubURL, CABundle: caPEM, Bootstrap: filepath.Join(o.Root, "instance", "bootstrap.sh"),
 		WorkDir: filepath.Join(o.WorkDir, "instances"), Poll: 250 * time.Millisecond,
@@ -364,7 +382,12 @@ func (s *Stack) launchTemplate(ctx context.Context, e presets.Entry) (string, er
 // watcher (its first build, or its own AMI) and waits for every answer.
 func (s *Stack) deployCustomResources(ctx context.Context) error {
 	fn := s.Deployment.Functions["AmiWatcherFunction"]
+	sent := 0
 	for name, e := range s.Presets {
+		if slices.Contains(s.Options.NoFirstBuild, name) {
+			continue
+		}
+		sent++
 		id := deploy.LogicalID(name)
 		props := map[string]string{"ServiceToken": "arn:aws:lambda:" + Region + ":" + AccountID + ":function:" + s.Options.StackName + "-AmiWatcherFunction", "Preset": name}
 		logical, typ := "FirstBuild"+id, "Custom::FirstImageBuild"
@@ -384,7 +407,7 @@ func (s *Stack) deployCustomResources(ctx context.Context) error {
 			return fmt.Errorf("e2e: custom resource %s: %w", logical, err)
 		}
 	}
-	for range s.Presets {
+	for range sent {
 		select {
 		case a := <-s.cfnAnswers:
 			if a.Status != "SUCCESS" {
@@ -400,17 +423,51 @@ func (s *Stack) deployCustomResources(ctx context.Context) error {
 	return nil
 }
 
-// WaitPresetsReady waits until every preset has an AMI it is ready with.
-func (s *Stack) WaitPresetsReady(ctx context.Context) error {
+// rewritePresets applies Options.Preset to every preset and writes its document again.
+func (s *Stack) rewritePresets(ctx context.Context, attributes map[string]string) error {
+	api := ssm.NewFromConfig(s.AWS)
+	for name, e := range s.Presets {
+		s.Options.Preset(&e)
+		s.Presets[name] = e
+		doc, err := e.Document(attributes["RunnerImage"+deploy.LogicalID(name)+".Outputs.LaunchTemplateId"])
+		if err != nil {
+			return err
+		}
+		if _, err := api.PutParameter(ctx, &ssm.PutParameterInput{
+			Name: aws.String(presets.ParameterPrefix(s.Options.StackName) + name), Value: aws.String(string(doc)),
+			Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true),
+		}); err != nil {
+			return fmt.Errorf("e2e: rewrite preset %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// StartBuild starts a build of the preset's pipeline, as its weekly schedule or an operator does.
+func (s *Stack) StartBuild(ctx context.Context, preset string) error {
+	_, err := imagebuilder.NewFromConfig(s.AWS).StartImagePipelineExecution(ctx, &imagebuilder.StartImagePipelineExecutionInput{
+		ImagePipelineArn: aws.String(s.Pipelines[preset]), ClientToken: aws.String(newRequestID()),
+	})
+	return err
+}
+
+// WaitPresetsReady waits until the named presets (default: every preset) have an AMI they are
+// ready with.
+func (s *Stack) WaitPresetsReady(ctx context.Context, names ...string) error {
+	if len(names) == 0 {
+		for name := range s.Presets {
+			names = append(names, name)
+		}
+	}
 	for {
 		ready := 0
-		for name := range s.Presets {
+		for _, name := range names {
 			p, err := s.State.PresetImage(ctx, name)
 			if err == nil && p.Status == state.ImageReady {
 				ready++
 			}
 		}
-		if ready == len(s.Presets) {
+		if ready == len(names) {
 			return nil
 		}
 		select {

@@ -48,6 +48,10 @@ type DeployOptions struct {
 	RIE      string
 	// Instances is optional, default 2: emulators per function.
 	Instances int
+	// Tuning is optional: variables added to a function's environment (by logical id) on top of
+	// the template's, for the timings a test cannot wait for at their defaults (BACKOFF_MAX,
+	// OPERATOR_RETRY, ...). A variable the template sets cannot be overridden here.
+	Tuning map[string]map[string]string
 	// LogDir is optional: each function's output goes to <LogDir>/<LogicalId>.log; without it,
 	// nowhere.
 	LogDir string
@@ -159,6 +163,12 @@ func (d *Deployment) startFunction(ctx context.Context, o DeployOptions, spec Fu
 	env, err := d.Template.Environment(spec.LogicalID, d.Resolver)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range o.Tuning[spec.LogicalID] {
+		if _, set := env[k]; set {
+			return nil, fmt.Errorf("function %s: %s is set by the template; tuning may only add variables", spec.LogicalID, k)
+		}
+		env[k] = v
 	}
 	var log io.Writer = io.Discard
 	if o.LogDir != "" {

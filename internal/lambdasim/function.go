@@ -246,6 +246,28 @@ func loopback(endpoint string) error {
 // Name is the function's name.
 func (f *Function) Name() string { return f.o.Name }
 
+// Crash kills (SIGKILL) the runtime of every environment that is serving an invocation, as a
+// Lambda execution environment dies mid-invocation (out of memory, a host failure): the
+// invocation ends in an error and the environment starts cold next time. It returns how many
+// runtimes it killed.
+func (f *Function) Crash() int {
+	f.mu.Lock()
+	busy := slices.Clone(f.all)
+	for _, in := range f.idle {
+		busy = slices.DeleteFunc(busy, func(b *instance) bool { return b == in })
+	}
+	f.mu.Unlock()
+	killed := 0
+	for _, in := range busy {
+		for _, pid := range runtimesOf(f.o.Bootstrap, in.api) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+	}
+	return killed
+}
+
 // Stats returns what the function did so far.
 func (f *Function) Stats() FunctionStats {
 	return FunctionStats{Invocations: f.invocations.Load(), ColdStarts: f.coldStarts.Load(), FunctionErrors: f.functionErrors.Load(), Restarts: f.restarts.Load()}

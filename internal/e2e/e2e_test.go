@@ -1,0 +1,401 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/spotrunner/spotrunner/internal/ghessim"
+	"github.com/spotrunner/spotrunner/internal/world"
+	"github.com/spotrunner/spotrunner/libs/presets"
+	"github.com/spotrunner/spotrunner/libs/state"
+)
+
+// Every scenario runs on a stack of its own (its own name, resources, functions and simulators),
+// through the front door, and ends by checking the end state: each job where GitHub and the state
+// table say it must be, no instance left, the queue and the DLQ empty, no JIT config left.
+
+const (
+	plain = "spotrunner/linux-x64"
+	sized = "spotrunner/linux-x64/cpu=4,ram=16"
+)
+
+// fast are the provisioner's retry timings for scenarios that wait on a retry (the defaults back
+// off to 5 minutes); reaper and ingest keep theirs.
+var fast = map[string]map[string]string{
+	"ProvisionerFunction": {"BACKOFF_BASE": "500ms", "BACKOFF_MAX": "3s", "OPERATOR_RETRY": "1s", "PRESET_CACHE_TTL": "1s"},
+}
+
+// logBuffer keeps a stack's event lines for the failure report.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	t0  time.Time
+}
+
+func (l *logBuffer) line(source, text string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.buf, "%6.1fs %-14s %s\n", time.Since(l.t0).Seconds(), source, text)
+}
+
+// start runs a stack for the test; it fails (never skips) when the world is required and missing.
+func start(t *testing.T, o Options) *Stack {
+	t.Helper()
+	world.Endpoint(t)
+	var id [3]byte
+	_, _ = rand.Read(id[:])
+	o.StackName = "E2e-" + hex.EncodeToString(id[:])
+	logs := &logBuffer{t0: time.Now()}
+	o.Log = logs.line
+	o.WorkDir = t.TempDir()
+	if o.Instances == 0 {
+		o.Instances = 1
+	}
+	if o.MinuteSeconds == 0 {
+		o.MinuteSeconds = 2 // idle limit 10 "minutes" = 20 s, timeout 60 = 120 s
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, o)
+	if err != nil {
+		t.Fatalf("start the stack: %v\n%s", err, logs.buf.String())
+	}
+	t.Cleanup(func() {
+		s.Close()
+		if t.Failed() {
+			logs.mu.Lock()
+			t.Logf("events:\n%s", logs.buf.String())
+			logs.mu.Unlock()
+			for _, fn := range []string{"IngestFunction", "ProvisionerFunction", "ReaperFunction", "AmiWatcherFunction"} {
+				raw, _ := os.ReadFile(filepath.Join(o.WorkDir, "logs", fn+".log"))
+				if len(raw) > 6000 {
+					raw = raw[len(raw)-6000:]
+				}
+				t.Logf("%s log (tail):\n%s", fn, raw)
+			}
+		}
+	})
+	return s
+}
+
+// queue queues a job or ends the test.
+func (s *Stack) queue(t *testing.T, name string, labels ...string) int64 {
+	t.Helper()
+	id, err := s.QueueJob(context.Background(), name, labels...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// settle waits until every job of want is in its state in the state table (and, for completed
+// jobs, completed with success on GitHub) and no instance of the stack is left, then checks that
+// the queue, the DLQ and the JIT configs are empty.
+func (s *Stack) settle(t *testing.T, within time.Duration, want map[int64]state.JobState) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	got := map[int64]state.JobState{}
+	var live []ec2types.Instance
+	for {
+		ok := true
+		for id, st := range want {
+			j, err := s.Job(ctx, id)
+			if err == nil {
+				got[id] = j.State
+			}
+			if got[id] != st {
+				ok = false
+			}
+			if st == state.Completed {
+				if gh, _ := s.GitHub.Job(id); gh.Conclusion != "success" {
+					ok = false
+				}
+			}
+		}
+		var err error
+		if live, err = s.LiveInstances(ctx); err == nil && len(live) > 0 {
+			ok = false
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			var ids []string
+			for _, in := range live {
+				ids = append(ids, aws.ToString(in.InstanceId)+" "+string(in.State.Name))
+			}
+			t.Fatalf("not settled within %v: jobs %v, want %v; live instances %v", within, got, want, ids)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	jobs, dead, err := s.QueueDepth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 0 || dead != 0 {
+		t.Errorf("queue holds %d messages, DLQ %d; want none", jobs, dead)
+	}
+	params, err := ssm.NewFromConfig(s.AWS).DescribeParameters(ctx, &ssm.DescribeParametersInput{ParameterFilters: []ssmtypes.ParameterStringFilter{
+		{Key: aws.String("Path"), Option: aws.String("Recursive"), Values: []string{"/spotrunner/" + s.Options.StackName + "/jit"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(params.Parameters) != 0 {
+		t.Errorf("%d JIT configs left in SSM, want none", len(params.Parameters))
+	}
+}
+
+// launched is every instance the stack ever launched (terminated ones too), by job tag.
+func (s *Stack) launched(t *testing.T) map[string][]ec2types.Instance {
+	t.Helper()
+	out, err := s.EC2.DescribeInstances(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byJob := map[string][]ec2types.Instance{}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if tagOf(in, "spotrunner:deployment") == s.Options.StackName {
+				job := tagOf(in, "spotrunner:job")
+				byJob[job] = append(byJob[job], in)
+			}
+		}
+	}
+	return byJob
+}
+
+func tagOf(in ec2types.Instance, key string) string {
+	for _, tg := range in.Tags {
+		if aws.ToString(tg.Key) == key {
+			return aws.ToString(tg.Value)
+		}
+	}
+	return ""
+}
+
+func jobTag(id int64) string { return fmt.Sprintf("%s/%d", GitHubHost, id) }
+
+func lifecycle(in ec2types.Instance) string {
+	if in.InstanceLifecycle == ec2types.InstanceLifecycleTypeSpot {
+		return "spot"
+	}
+	return "on-demand"
+}
+
+// TestHappyPath: for each spot strategy, a plain job and a cpu=4,ram=16 job run once each, on
+// one instance each of the capacity the strategy buys, and everything is gone afterwards.
+func TestHappyPath(t *testing.T) {
+	t.Parallel()
+	for strategy, want := range map[string]string{presets.SpotOnly: "spot", presets.SpotPreferred: "spot", presets.OnDemandOnly: "on-demand"} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			s := start(t, Options{Preset: func(e *presets.Entry) { e.Strategy = strategy }})
+			ctx := context.Background()
+			if err := s.WaitPresetsReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			a := s.queue(t, "build", "self-hosted", plain)
+			b := s.queue(t, "test", "self-hosted", sized)
+			s.settle(t, 90*time.Second, map[int64]state.JobState{a: state.Completed, b: state.Completed})
+			byJob := s.launched(t)
+			for _, id := range []int64{a, b} {
+				ins := byJob[jobTag(id)]
+				if len(ins) != 1 {
+					t.Fatalf("job %d: %d instances, want 1", id, len(ins))
+				}
+				if got := lifecycle(ins[0]); got != want {
+					t.Errorf("job %d ran on %s capacity, want %s", id, got, want)
+				}
+			}
+			if typ := byJob[jobTag(b)][0].InstanceType; typ == "m5.large" {
+				t.Errorf("the cpu=4,ram=16 job ran on %s, which has 2 vCPUs", typ)
+			}
+		})
+	}
+}
+
+// TestDuplicateDeliveries: GitHub delivers the same queued webhook five times (its redeliveries,
+// a retrying proxy): one instance, one run.
+func TestDuplicateDeliveries(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := s.queue(t, "build", "self-hosted", plain)
+	for range 4 {
+		if _, status, err := s.GitHub.SendWorkflowJob(ctx, s.Deployment.URL+"/webhook", id, "queued"); err != nil || status/100 != 2 {
+			t.Fatalf("redeliver: %d %v", status, err)
+		}
+	}
+	s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
+	if n := len(s.launched(t)[jobTag(id)]); n != 1 {
+		t.Errorf("%d instances for the job, want 1", n)
+	}
+}
+
+// TestRunnerTaken: GitHub gives our runner to another job whose labels fit (one that is not ours,
+// and one with fewer labels than the runner's): the job that lost its runner gets another, and
+// every job runs once.
+func TestRunnerTaken(t *testing.T) {
+	t.Parallel()
+	t.Run("by a job that is not ours", func(t *testing.T) {
+		t.Parallel()
+		s := start(t, Options{Tuning: fast})
+		if err := s.WaitPresetsReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// Queued first, so it is the oldest job that fits when our runner comes online.
+		foreign := s.queue(t, "foreign", "self-hosted")
+		ours := s.queue(t, "ours", "self-hosted", sized)
+		s.settle(t, 90*time.Second, map[int64]state.JobState{ours: state.Completed})
+		if gh, _ := s.GitHub.Job(foreign); gh.Conclusion != "success" || !strings.HasPrefix(gh.RunnerName, "spotrunner-") {
+			t.Errorf("foreign job: %+v, want completed on one of our runners", gh)
+		}
+		if n := len(s.launched(t)[jobTag(ours)]); n != 2 {
+			t.Errorf("our job had %d instances, want 2 (the taken one and the relaunch)", n)
+		}
+	})
+	t.Run("by a job with fewer labels", func(t *testing.T) {
+		t.Parallel()
+		s := start(t, Options{Tuning: fast})
+		if err := s.WaitPresetsReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		few := s.queue(t, "few", "self-hosted", plain)
+		many := s.queue(t, "many", "self-hosted", sized)
+		s.settle(t, 120*time.Second, map[int64]state.JobState{few: state.Completed, many: state.Completed})
+	})
+}
+
+// TestCancelledBeforeStart: a job cancelled while its instance boots: the instance goes, nothing
+// runs, the job is recorded cancelled.
+func TestCancelledBeforeStart(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := s.queue(t, "build", "self-hosted", plain)
+	if err := s.GitHub.CancelJob(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Cancelled})
+	if gh, _ := s.GitHub.Job(id); gh.RunnerName != "" {
+		t.Errorf("the cancelled job ran on %s", gh.RunnerName)
+	}
+}
+
+// TestSpotCapacityMissing: EC2 has no spot capacity (fleet Errors, HTTP 200): spotPreferred buys
+// on-demand at once; spotOnly waits and launches spot once capacity is back.
+func TestSpotCapacityMissing(t *testing.T) {
+	t.Parallel()
+	t.Run("spotPreferred falls back to on-demand", func(t *testing.T) {
+		t.Parallel()
+		s := start(t, Options{})
+		if err := s.WaitPresetsReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s.Gateway.FailFleet(1000, "spot", "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request.")
+		id := s.queue(t, "build", "self-hosted", plain)
+		s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
+		ins := s.launched(t)[jobTag(id)]
+		if len(ins) != 1 || lifecycle(ins[0]) != "on-demand" {
+			t.Errorf("instances %d, want one on-demand", len(ins))
+		}
+	})
+	t.Run("spotOnly waits for spot", func(t *testing.T) {
+		t.Parallel()
+		s := start(t, Options{Tuning: fast, Preset: func(e *presets.Entry) { e.Strategy = presets.SpotOnly }})
+		ctx := context.Background()
+		if err := s.WaitPresetsReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Gateway.FailFleet(3, "spot", "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request.")
+		id := s.queue(t, "build", "self-hosted", plain)
+		s.settle(t, 90*time.Second, map[int64]state.JobState{id: state.Completed})
+		ins := s.launched(t)[jobTag(id)]
+		if len(ins) != 1 || lifecycle(ins[0]) != "spot" {
+			t.Errorf("instances %d, want one spot", len(ins))
+		}
+	})
+}
+
+// TestGitHubDown: GitHub's API answers 503 for a minute while a job is queued: the job waits and
+// runs once GitHub is back.
+func TestGitHubDown(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{Tuning: fast})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.GitHub.Outage(time.Minute)
+	id := s.queue(t, "build", "self-hosted", plain)
+	s.settle(t, 150*time.Second, map[int64]state.JobState{id: state.Completed})
+}
+
+// TestLostWebhook: the queued webhook never reached the front door; the reaper finds the failed
+// delivery, redelivers it, and the job runs.
+func TestLostWebhook(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := int64(9001)
+	if err := s.GitHub.QueueJobUndelivered(ctx, ghJob(id, "build", "self-hosted", plain)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Job(ctx, id); err == nil {
+		t.Fatal("the job is known before the reaper ran")
+	}
+	if err := s.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
+}
+
+// TestNoAMIYet: a preset whose first build has not run: its job waits (no instance), and launches
+// once the build makes the preset ready.
+func TestNoAMIYet(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{Tuning: fast, NoFirstBuild: []string{"linux-x64"}})
+	ctx := context.Background()
+	id := s.queue(t, "build", "self-hosted", plain)
+	time.Sleep(5 * time.Second)
+	if n := len(s.launched(t)); n != 0 {
+		t.Fatalf("%d instances launched for a preset with no AMI", n)
+	}
+	if j, err := s.Job(ctx, id); err != nil || j.State != state.Queued {
+		t.Fatalf("job %+v (%v), want queued and waiting", j, err)
+	}
+	if err := s.StartBuild(ctx, "linux-x64"); err != nil {
+		t.Fatal(err)
+	}
+	s.settle(t, 90*time.Second, map[int64]state.JobState{id: state.Completed})
+}
+
+func ghJob(id int64, name string, labels ...string) ghessim.Job {
+	return ghessim.Job{ID: id, Owner: Owner, Repo: Repo, Name: name, Labels: labels}
+}
