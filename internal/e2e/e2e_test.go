@@ -10,17 +10,21 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/spotrunner/spotrunner/internal/awsgateway"
 	"github.com/spotrunner/spotrunner/internal/ghessim"
 	"github.com/spotrunner/spotrunner/internal/world"
 	"github.com/spotrunner/spotrunner/libs/presets"
+	"github.com/spotrunner/spotrunner/libs/queue"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
 
@@ -103,14 +107,16 @@ func (s *Stack) queue(t *testing.T, name string, labels ...string) int64 {
 }
 
 // settle waits until every job of want is in its state in the state table (and, for completed
-// jobs, completed with success on GitHub) and no instance of the stack is left, then checks that
-// the queue, the DLQ and the JIT configs are empty.
+// jobs, completed with success on GitHub), no instance of the stack is left and the queue and
+// the DLQ are empty (a batch is deleted after its invocation returns), then checks that no JIT
+// config is left.
 func (s *Stack) settle(t *testing.T, within time.Duration, want map[int64]state.JobState) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	got := map[int64]state.JobState{}
 	var live []ec2types.Instance
+	var depth string
 	for {
 		ok := true
 		for id, st := range want {
@@ -131,6 +137,12 @@ func (s *Stack) settle(t *testing.T, within time.Duration, want map[int64]state.
 		if live, err = s.LiveInstances(ctx); err == nil && len(live) > 0 {
 			ok = false
 		}
+		if jobs, dead, err := s.QueueDepth(ctx); err != nil || jobs+dead > 0 {
+			depth = fmt.Sprintf("queue %d, DLQ %d (%v)", jobs, dead, err)
+			ok = false
+		} else {
+			depth = "queue and DLQ empty"
+		}
 		if ok {
 			break
 		}
@@ -140,16 +152,9 @@ func (s *Stack) settle(t *testing.T, within time.Duration, want map[int64]state.
 			for _, in := range live {
 				ids = append(ids, aws.ToString(in.InstanceId)+" "+string(in.State.Name))
 			}
-			t.Fatalf("not settled within %v: jobs %v, want %v; live instances %v", within, got, want, ids)
+			t.Fatalf("not settled within %v: jobs %v, want %v; live instances %v; %s", within, got, want, ids, depth)
 		case <-time.After(300 * time.Millisecond):
 		}
-	}
-	jobs, dead, err := s.QueueDepth(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if jobs != 0 || dead != 0 {
-		t.Errorf("queue holds %d messages, DLQ %d; want none", jobs, dead)
 	}
 	params, err := ssm.NewFromConfig(s.AWS).DescribeParameters(ctx, &ssm.DescribeParametersInput{ParameterFilters: []ssmtypes.ParameterStringFilter{
 		{Key: aws.String("Path"), Option: aws.String("Recursive"), Values: []string{"/spotrunner/" + s.Options.StackName + "/jit"}},
@@ -344,7 +349,9 @@ func TestSpotCapacityMissing(t *testing.T) {
 // runs once GitHub is back.
 func TestGitHubDown(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{Tuning: fast})
+	// Backoff as deployed (2 s doubling) but capped at 10 s, so the job is retried soon after the
+	// outage ends and well before its 20 receives (maxReceiveCount) are used up.
+	s := start(t, Options{Tuning: map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}}})
 	ctx := context.Background()
 	if err := s.WaitPresetsReady(ctx); err != nil {
 		t.Fatal(err)
@@ -398,4 +405,91 @@ func TestNoAMIYet(t *testing.T) {
 
 func ghJob(id int64, name string, labels ...string) ghessim.Job {
 	return ghessim.Job{ID: id, Owner: Owner, Repo: Repo, Name: name, Labels: labels}
+}
+
+// TestPoisonToDLQ: a job that fails for a reason only an operator can fix (its preset's document
+// is broken) is retried until its message lands in the DLQ; once the document is fixed, a redrive
+// (queue.Redrive, what `spotrunner dlq redrive` runs) brings it back and it completes.
+func TestPoisonToDLQ(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{Tuning: fast})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api := ssm.NewFromConfig(s.AWS)
+	name := presets.ParameterPrefix(s.Options.StackName) + "linux-x64"
+	good, err := api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(`{"name":"linux-x64","architecture":"sparc"}`),
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	id := s.queue(t, "build", "self-hosted", plain)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, dead, err := s.QueueDepth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dead == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the poison message did not reach the DLQ within 90 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := len(s.launched(t)); n != 0 {
+		t.Fatalf("%d instances launched for a broken preset", n)
+	}
+	if _, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: good.Parameter.Value,
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	dlq, _ := s.Deployment.Resolver.Ref("JobDeadLetterQueue")
+	jobs, _ := s.Deployment.Resolver.Ref("JobQueue")
+	moved, err := queue.Redrive(ctx, sqs.NewFromConfig(s.AWS), queue.RedriveOptions{DLQ: dlq, Queue: jobs})
+	if err != nil || moved != 1 {
+		t.Fatalf("redrive: %d moved, %v; want 1", moved, err)
+	}
+	s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
+}
+
+// TestProvisionerCrash: the provisioner's execution environment dies right when it delivers the
+// JIT config (after the launch, which is recorded); SQS gives the message again after its
+// visibility timeout, and the retry finds the launched instance and finishes the job: one
+// instance, one run.
+func TestProvisionerCrash(t *testing.T) {
+	t.Parallel()
+	s := start(t, Options{})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The template's 360 s visibility timeout is what a crashed batch waits; this test cannot.
+	jobs, _ := s.Deployment.Resolver.Ref("JobQueue")
+	if _, err := sqs.NewFromConfig(s.AWS).SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(jobs),
+		Attributes: map[string]string{"VisibilityTimeout": "10"}}); err != nil {
+		t.Fatal(err)
+	}
+	var crashed atomic.Int32
+	provisioner := s.Deployment.Functions["ProvisionerFunction"]
+	s.Gateway.SetCallHook(func(c awsgateway.Call) {
+		if c.Service == "ssm" && c.Operation == "PutParameter" && crashed.CompareAndSwap(0, 1) {
+			if n := provisioner.Crash(); n == 0 {
+				crashed.Store(-1)
+			}
+		}
+	})
+	id := s.queue(t, "build", "self-hosted", plain)
+	s.settle(t, 90*time.Second, map[int64]state.JobState{id: state.Completed})
+	if crashed.Load() != 1 {
+		t.Fatalf("the provisioner was not crashed (state %d)", crashed.Load())
+	}
+	if n := len(s.launched(t)[jobTag(id)]); n != 1 {
+		t.Errorf("%d instances for the job, want 1", n)
+	}
 }
