@@ -24,7 +24,7 @@ CHECKOV_TEMPLATES := template.yaml sam/image.yaml sam/foundation.yaml
 # Offline and without credentials: no telemetry; validate --lint needs only a region.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all build deps generate test test-world unit fuzz template validate lint bench demo clean
+.PHONY: all build deps generate test test-world unit e2e fuzz template validate lint bench demo clean
 
 all: build
 
@@ -51,12 +51,18 @@ test: deps
 	scripts/with-world.sh $(MAKE) --no-print-directory test-world
 
 # test-world runs inside the world (SPOTRUNNER_WORLD=1): a test that needs moto fails, never skips.
-test-world: lint unit fuzz validate
+test-world: lint unit e2e fuzz validate
 
 # Allocation-count tests skip under -race (its instrumentation allocates); they run here without it.
 unit:
-	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v /internal/e2e)
 	$(GO) test -count=1 -run 'Allocations$$' ./libs/labels/
+
+## e2e: the end-to-end suite: the five real binaries under aws-lambda-rie on the local world, one
+## stack per scenario (internal/e2e); without -race, whose slowdown the scenarios' real-time
+## waits would feel on 2 cores
+e2e:
+	$(GO) test -count=1 -timeout 10m ./internal/e2e/
 
 ## fuzz: each fuzz target for FUZZTIME inputs (default 300000x, 5-10 s each); targets found by name, without building
 ## every package to list them
@@ -99,7 +105,7 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-## demo: the main job on the local world
+## demo: the story on the local world (presets built, three jobs, instances, /status), under 2 minutes
 demo:
 	scripts/deps.sh --world
 	scripts/with-world.sh $(GO) run ./internal/e2e/demo

@@ -493,3 +493,64 @@ func TestProvisionerCrash(t *testing.T) {
 		t.Errorf("%d instances for the job, want 1", n)
 	}
 }
+
+// TestBurst: a burst of jobs queued at once, half plain and half cpu=4,ram=16 (whose runners a
+// plain job may take), under a cap of runners (MaxRunners), with the reaper on its schedule:
+// every job runs exactly once and nothing is left. The issue asks for 200 jobs; on this 2-core
+// machine 200 real bootstraps (an AWS CLI each) take about 10 minutes, over make test's budget,
+// so the suite runs 30 (see the issue's closing note).
+func TestBurst(t *testing.T) {
+	t.Parallel()
+	const jobs, capacity = 30, 10
+	s := start(t, Options{
+		Instances:     2,
+		MinuteSeconds: 6,
+		ReaperEvery:   15 * time.Second,
+		Parameters:    map[string]string{"MaxRunners": fmt.Sprint(capacity)},
+		Tuning:        map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}},
+	})
+	ctx := context.Background()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	want := map[int64]state.JobState{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Go(func() {
+			labels := []string{"self-hosted", plain}
+			if i%2 == 1 {
+				labels = []string{"self-hosted", sized}
+			}
+			id := s.queue(t, fmt.Sprintf("job-%d", i), labels...)
+			mu.Lock()
+			want[id] = state.Completed
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if d := time.Since(began); d > time.Second {
+		t.Logf("queued %d jobs in %v (want within a second)", jobs, d)
+	}
+	s.settle(t, 4*time.Minute, want)
+	t.Logf("%d jobs ran in %v", jobs, time.Since(began).Round(time.Second))
+	// A plain job may take a cpu=4,ram=16 job's runner (its labels fit), so a job may run on
+	// another job's instance and the other job on a relaunch: count runs, not instances per job.
+	runners := map[string]int64{}
+	for id := range want {
+		gh, _ := s.GitHub.Job(id)
+		if other, dup := runners[gh.RunnerName]; dup {
+			t.Errorf("jobs %d and %d both ran on runner %s", other, id, gh.RunnerName)
+		}
+		runners[gh.RunnerName] = id
+	}
+	launched := 0
+	for _, ins := range s.launched(t) {
+		launched += len(ins)
+	}
+	t.Logf("%d instances launched for %d jobs", launched, jobs)
+	if launched < jobs {
+		t.Errorf("%d instances for %d jobs", launched, jobs)
+	}
+}
