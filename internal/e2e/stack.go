@@ -237,7 +237,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		Parameters: params, Attributes: attributes, SSMParameters: true,
 		Binaries: bins, RIE: rie, Instances: o.Instances, LogDir: filepath.Join(o.WorkDir, "logs"),
 		ScheduleEvery: o.ReaperEvery, Tuning: o.Tuning,
-		OnError:       func(err error) { o.Log("lambda", "event source: "+err.Error()) },
+		OnError: func(err error) { o.Log("lambda", "event source: "+err.Error()) },
 	})
 	if err != nil {
 		return s, fmt.Errorf("e2e: %w", err)
