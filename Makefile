@@ -24,7 +24,7 @@ CHECKOV_TEMPLATES := template.yaml sam/image.yaml sam/foundation.yaml
 # Offline and without credentials: no telemetry; validate --lint needs only a region.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all build deps generate test test-world unit e2e fuzz template validate lint bench demo clean
+.PHONY: all build deps generate test test-world unit e2e e2e-burst fuzz template validate lint bench demo clean
 
 all: build
 
@@ -63,6 +63,11 @@ unit:
 ## waits would feel on 2 cores
 e2e:
 	$(GO) test -count=1 -timeout 10m ./internal/e2e/
+
+## e2e-burst: the end-to-end burst at the issue's size, 200 jobs queued at once (minutes on 2 cores;
+## not part of make test, whose suite runs 30)
+e2e-burst:
+	scripts/with-world.sh env SPOTRUNNER_BURST=200 $(GO) test -count=1 -timeout 30m -run '^TestBurst$$' -v ./internal/e2e/
 
 ## fuzz: each fuzz target for FUZZTIME inputs (default 300000x, 5-10 s each); targets found by name, without building
 ## every package to list them
