@@ -264,7 +264,7 @@ func (h *Handler) instanceFor(ctx context.Context, job *state.Job, p presets.Pre
 		return fleet.Instance{}, err
 	}
 	job.SlotHeld, job.Launch = true, &launch
-	inst, err := h.fleet.Launch(ctx, request(*job, launch, tags))
+	inst, err := h.fleet.Launch(ctx, h.request(*job, launch, tags))
 	switch {
 	case errors.Is(err, fleet.ErrTokenReused):
 		// This try's token went with another request (one sent before launch inputs were fixed on
@@ -397,9 +397,9 @@ func (h *Handler) launchSpec(p presets.Preset, spec labels.Spec, ami string) sta
 }
 
 // request is the fleet request of launch spec l for job.
-func request(job state.Job, l state.LaunchSpec, tags map[string]string) fleet.Request {
+func (h *Handler) request(job state.Job, l state.LaunchSpec, tags map[string]string) fleet.Request {
 	r := fleet.Request{
-		ClientToken: clientToken(job), LaunchTemplateID: l.LaunchTemplateID, ImageID: l.ImageID,
+		ClientToken: h.clientToken(job), LaunchTemplateID: l.LaunchTemplateID, ImageID: l.ImageID,
 		InstanceTypes: l.InstanceTypes, SubnetIDs: l.SubnetIDs, Strategy: fleet.Strategy(l.Strategy),
 		DiskSizeGB: l.DiskSizeGB, Tags: tags,
 	}
@@ -570,10 +570,13 @@ func (h *Handler) instanceARN(instanceID string) string {
 	return fmt.Sprintf("arn:%s:ec2:%s:%s:instance/%s", h.cfg.Partition, h.cfg.Region, h.cfg.AccountID, instanceID)
 }
 
-// clientToken makes CreateFleet idempotent per job, launch attempt and try (at most 64
-// characters): a crash after CreateFleet retries with the same token and gets the same instance.
-func clientToken(job state.Job) string {
-	sum := sha256.Sum256([]byte(job.Host + "/" + strconv.FormatInt(job.ID, 10) + "/" + strconv.Itoa(job.Attempt) + "/" + strconv.Itoa(job.LaunchTry)))
+// clientToken makes CreateFleet idempotent per deployment, job, launch attempt and try (at most
+// 64 characters): a crash after CreateFleet retries with the same token and gets the same
+// instance. EC2 keeps tokens per account and region, so the deployment is part of it: two stacks
+// in one account serving one GitHub (AllowedRepos split between them) never get each other's
+// fleet for a job id both saw.
+func (h *Handler) clientToken(job state.Job) string {
+	sum := sha256.Sum256([]byte(h.cfg.Deployment + "/" + job.Host + "/" + strconv.FormatInt(job.ID, 10) + "/" + strconv.Itoa(job.Attempt) + "/" + strconv.Itoa(job.LaunchTry)))
 	return "spotrunner-" + hex.EncodeToString(sum[:20])
 }
 
