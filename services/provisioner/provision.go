@@ -292,9 +292,14 @@ func (h *Handler) instanceFor(ctx context.Context, job *state.Job, p presets.Pre
 	return h.recordInstance(ctx, job, inst)
 }
 
-// findLaunched returns the live instance tagged for this job's attempt, if there is one.
+// findLaunched returns the live instance tagged for this job's attempt by this deployment, if
+// there is one. The deployment matters: another stack in the account may have launched for the
+// same job id (its own GitHub, or a split of one GitHub's repositories), and its instance is not
+// this job's.
 func (h *Handler) findLaunched(ctx context.Context, tags map[string]string) (fleet.Instance, bool, error) {
-	found, err := h.fleet.Find(ctx, map[string]string{tagJob: tags[tagJob], tagAttempt: tags[tagAttempt]})
+	found, err := h.fleet.Find(ctx, map[string]string{
+		fleet.ManagedTag: "true", fleet.DeploymentTag: h.cfg.Deployment, tagJob: tags[tagJob], tagAttempt: tags[tagAttempt],
+	})
 	if err != nil || len(found) == 0 {
 		return fleet.Instance{}, false, err
 	}
