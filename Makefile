@@ -7,7 +7,7 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Fuzzing runs a number of inputs, not a duration: with a duration, Go's fuzzer can fail a run
 # with "context deadline exceeded" when the time ends while a worker minimises a new input.
-FUZZTIME ?= 300000x
+FUZZTIME ?= 150000x
 # Every service with a main.go is a Lambda function.
 FUNCTIONS := $(patsubst services/%/main.go,%,$(wildcard services/*/main.go))
 # How a function is built for Lambda (provided.al2023, arm64): $(call gobuild,<service>,<output>)
@@ -59,10 +59,10 @@ unit:
 	$(GO) test -count=1 -run 'Allocations$$' ./libs/labels/
 
 ## e2e: the end-to-end suite: the five real binaries under aws-lambda-rie on the local world, one
-## stack per scenario (internal/e2e); without -race, whose slowdown the scenarios' real-time
-## waits would feel on 2 cores
+## stack per scenario (internal/e2e); three at a time and without -race: the scenarios wait in
+## real time, and more stacks at once starve each other on 2 cores
 e2e:
-	$(GO) test -count=1 -timeout 10m ./internal/e2e/
+	$(GO) test -count=1 -timeout 15m -parallel 3 ./internal/e2e/
 
 ## e2e-burst: the end-to-end burst at the issue's size, 200 jobs queued at once (minutes on 2 cores;
 ## not part of make test, whose suite runs 30)

@@ -100,6 +100,18 @@ func start(t *testing.T, o Options) *Stack {
 	return s
 }
 
+// startReady is start, then waits until every preset has its first AMI.
+func startReady(t *testing.T, o Options) *Stack {
+	t.Helper()
+	s := start(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.WaitPresetsReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // queue queues a job or ends the test.
 func (s *Stack) queue(t *testing.T, name string, labels ...string) int64 {
 	t.Helper()
@@ -244,11 +256,7 @@ func TestHappyPath(t *testing.T) {
 	for strategy, want := range map[string]string{presets.SpotOnly: "spot", presets.SpotPreferred: "spot", presets.OnDemandOnly: "on-demand"} {
 		t.Run(strategy, func(t *testing.T) {
 			t.Parallel()
-			s := start(t, Options{Preset: func(e *presets.Entry) { e.Strategy = strategy }})
-			ctx := context.Background()
-			if err := s.WaitPresetsReady(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s := startReady(t, Options{Preset: func(e *presets.Entry) { e.Strategy = strategy }})
 			a := s.queue(t, "build", "self-hosted", plain)
 			b := s.queue(t, "test", "self-hosted", sized)
 			s.settle(t, 90*time.Second, map[int64]state.JobState{a: state.Completed, b: state.Completed})
@@ -273,11 +281,8 @@ func TestHappyPath(t *testing.T) {
 // a retrying proxy): one instance, one run.
 func TestDuplicateDeliveries(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{})
+	s := startReady(t, Options{})
 	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	id := s.queue(t, "build", "self-hosted", plain)
 	for range 4 {
 		if _, status, err := s.GitHub.SendWorkflowJob(ctx, s.Deployment.URL+"/webhook", id, "queued"); err != nil || status/100 != 2 {
@@ -297,10 +302,7 @@ func TestRunnerTaken(t *testing.T) {
 	t.Parallel()
 	t.Run("by a job that is not ours", func(t *testing.T) {
 		t.Parallel()
-		s := start(t, Options{Tuning: fast})
-		if err := s.WaitPresetsReady(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		s := startReady(t, Options{Tuning: fast})
 		// Queued first, so it is the oldest job that fits when our runner comes online.
 		foreign := s.queue(t, "foreign", "self-hosted")
 		ours := s.queue(t, "ours", "self-hosted", sized)
@@ -314,10 +316,7 @@ func TestRunnerTaken(t *testing.T) {
 	})
 	t.Run("by a job with fewer labels", func(t *testing.T) {
 		t.Parallel()
-		s := start(t, Options{Tuning: fast})
-		if err := s.WaitPresetsReady(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		s := startReady(t, Options{Tuning: fast})
 		few := s.queue(t, "few", "self-hosted", plain)
 		many := s.queue(t, "many", "self-hosted", sized)
 		s.settle(t, 120*time.Second, map[int64]state.JobState{few: state.Completed, many: state.Completed})
@@ -328,11 +327,8 @@ func TestRunnerTaken(t *testing.T) {
 // runs, the job is recorded cancelled.
 func TestCancelledBeforeStart(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{})
+	s := startReady(t, Options{})
 	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	id := s.queue(t, "build", "self-hosted", plain)
 	if err := s.GitHub.CancelJob(ctx, id); err != nil {
 		t.Fatal(err)
@@ -349,10 +345,7 @@ func TestSpotCapacityMissing(t *testing.T) {
 	t.Parallel()
 	t.Run("spotPreferred falls back to on-demand", func(t *testing.T) {
 		t.Parallel()
-		s := start(t, Options{})
-		if err := s.WaitPresetsReady(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		s := startReady(t, Options{})
 		s.Gateway.FailFleet(1000, "spot", "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request.")
 		id := s.queue(t, "build", "self-hosted", plain)
 		s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
@@ -363,11 +356,7 @@ func TestSpotCapacityMissing(t *testing.T) {
 	})
 	t.Run("spotOnly waits for spot", func(t *testing.T) {
 		t.Parallel()
-		s := start(t, Options{Tuning: fast, Preset: func(e *presets.Entry) { e.Strategy = presets.SpotOnly }})
-		ctx := context.Background()
-		if err := s.WaitPresetsReady(ctx); err != nil {
-			t.Fatal(err)
-		}
+		s := startReady(t, Options{Tuning: fast, Preset: func(e *presets.Entry) { e.Strategy = presets.SpotOnly }})
 		s.Gateway.FailFleet(3, "spot", "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request.")
 		id := s.queue(t, "build", "self-hosted", plain)
 		s.settle(t, 90*time.Second, map[int64]state.JobState{id: state.Completed})
@@ -384,11 +373,7 @@ func TestGitHubDown(t *testing.T) {
 	t.Parallel()
 	// Backoff as deployed (2 s doubling) but capped at 10 s, so the job is retried soon after the
 	// outage ends and well before its 20 receives (maxReceiveCount) are used up.
-	s := start(t, Options{Tuning: map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}}})
-	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startReady(t, Options{Tuning: map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}}})
 	s.GitHub.Outage(time.Minute)
 	id := s.queue(t, "build", "self-hosted", plain)
 	s.settle(t, 150*time.Second, map[int64]state.JobState{id: state.Completed})
@@ -398,11 +383,8 @@ func TestGitHubDown(t *testing.T) {
 // delivery, redelivers it, and the job runs.
 func TestLostWebhook(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{})
+	s := startReady(t, Options{})
 	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	id := int64(9001)
 	if err := s.GitHub.QueueJobUndelivered(ctx, ghJob(id, "build", "self-hosted", plain)); err != nil {
 		t.Fatal(err)
@@ -420,15 +402,17 @@ func TestLostWebhook(t *testing.T) {
 // once the build makes the preset ready.
 func TestNoAMIYet(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{Tuning: fast, NoFirstBuild: []string{"linux-x64"}})
+	s := startReady(t, Options{Tuning: fast, NoFirstBuild: []string{"linux-x64"}})
 	ctx := context.Background()
 	id := s.queue(t, "build", "self-hosted", plain)
 	time.Sleep(5 * time.Second)
 	if n := len(s.launched(t)); n != 0 {
 		t.Fatalf("%d instances launched for a preset with no AMI", n)
 	}
-	if j, err := s.Job(ctx, id); err != nil || j.State != state.Queued {
-		t.Fatalf("job %+v (%v), want queued and waiting", j, err)
+	// Waiting for an AMI, the job is queued, or provisioning (claimed, and waiting), with no
+	// instance.
+	if j, err := s.Job(ctx, id); err != nil || (j.State != state.Queued && j.State != state.Provisioning) || j.InstanceID != "" {
+		t.Fatalf("job %+v (%v), want queued or provisioning, waiting, with no instance", j, err)
 	}
 	if err := s.StartBuild(ctx, "linux-x64"); err != nil {
 		t.Fatal(err)
@@ -447,9 +431,6 @@ func TestPoisonToDLQ(t *testing.T) {
 	t.Parallel()
 	s := start(t, Options{Tuning: fast})
 	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	api := ssm.NewFromConfig(s.AWS)
 	name := presets.ParameterPrefix(s.Options.StackName) + "linux-x64"
 	good, err := api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name)})
@@ -497,11 +478,8 @@ func TestPoisonToDLQ(t *testing.T) {
 // instance, one run.
 func TestProvisionerCrash(t *testing.T) {
 	t.Parallel()
-	s := start(t, Options{})
+	s := startReady(t, Options{})
 	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// The template's 360 s visibility timeout is what a crashed batch waits; this test cannot.
 	jobs, _ := s.Deployment.Resolver.Ref("JobQueue")
 	if _, err := sqs.NewFromConfig(s.AWS).SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(jobs),
@@ -540,17 +518,13 @@ func TestBurst(t *testing.T) {
 	}
 	capacity := max(10, jobs/4)
 	within := 4*time.Minute + time.Duration(jobs)*2*time.Second
-	s := start(t, Options{
+	s := startReady(t, Options{
 		Instances:     2,
 		MinuteSeconds: 6,
 		ReaperEvery:   15 * time.Second,
 		Parameters:    map[string]string{"MaxRunners": fmt.Sprint(capacity)},
 		Tuning:        map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}},
 	})
-	ctx := context.Background()
-	if err := s.WaitPresetsReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 	began := time.Now()
 	want := map[int64]state.JobState{}
 	var mu sync.Mutex
