@@ -69,7 +69,7 @@ e2e:
 e2e-burst:
 	scripts/with-world.sh env SPOTRUNNER_BURST=200 $(GO) test -count=1 -timeout 30m -run '^TestBurst$$' -v ./internal/e2e/
 
-## fuzz: each fuzz target for FUZZTIME inputs (default 300000x, 5-10 s each); targets found by name, without building
+## fuzz: each fuzz target for FUZZTIME inputs (default 150000x, a few seconds each); targets found by name, without building
 ## every package to list them
 fuzz:
 	@grep -l '^func Fuzz' $$(git ls-files '*_test.go' 2>/dev/null || find . -name '*_test.go') | while read -r f; do \
