@@ -186,7 +186,7 @@ func (s *Stack) settle(t *testing.T, within time.Duration, want map[int64]state.
 				}
 				for _, r := range out.Reservations {
 					for _, in := range r.Instances {
-						all = append(all, fmt.Sprintf("job %d's %s: %s deployment %q job %q", id, j.InstanceID, in.State.Name, tagOf(in, "spotrunner:deployment"), tagOf(in, "spotrunner:job")))
+						all = append(all, fmt.Sprintf("job %d's %s: %s deployment %q job %q", id, j.InstanceID, in.State.Name, InstanceTag(in, "spotrunner:deployment"), InstanceTag(in, "spotrunner:job")))
 					}
 				}
 			}
@@ -223,21 +223,12 @@ func (s *Stack) launched(t *testing.T) map[string][]ec2types.Instance {
 		}
 		for _, r := range out.Reservations {
 			for _, in := range r.Instances {
-				job := tagOf(in, "spotrunner:job")
+				job := InstanceTag(in, "spotrunner:job")
 				byJob[job] = append(byJob[job], in)
 			}
 		}
 	}
 	return byJob
-}
-
-func tagOf(in ec2types.Instance, key string) string {
-	for _, tg := range in.Tags {
-		if aws.ToString(tg.Key) == key {
-			return aws.ToString(tg.Value)
-		}
-	}
-	return ""
 }
 
 func jobTag(id int64) string { return fmt.Sprintf("%s/%d", GitHubHost, id) }

@@ -514,6 +514,16 @@ func (s *Stack) Reap(ctx context.Context) error {
 	return err
 }
 
+// InstanceTag is the value of an instance's tag key, "" when it has none.
+func InstanceTag(in ec2types.Instance, key string) string {
+	for _, t := range in.Tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
+}
+
 // LiveInstances are the stack's instances that are not terminated in EC2.
 func (s *Stack) LiveInstances(ctx context.Context) ([]ec2types.Instance, error) {
 	out, err := s.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{

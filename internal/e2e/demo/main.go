@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,7 +73,7 @@ func run(ctx context.Context) error {
 	if err := s.WaitPresetsReady(ctx); err != nil {
 		return err
 	}
-	for _, name := range sortedKeys(s.Presets) {
+	for _, name := range slices.Sorted(maps.Keys(s.Presets)) {
 		img, _ := s.State.PresetImage(ctx, name)
 		p.line("amiwatcher", fmt.Sprintf("preset %s ready with %s", name, img.AMIID))
 	}
@@ -178,7 +179,7 @@ func watchInstances(ctx context.Context, s *e2e.Stack, p *printer) {
 						if in.InstanceLifecycle == ec2types.InstanceLifecycleTypeSpot {
 							capacity = "spot"
 						}
-						p.line("ec2", fmt.Sprintf("launched %s: %s %s for job %s", id, in.InstanceType, capacity, tag(in, "spotrunner:job")))
+						p.line("ec2", fmt.Sprintf("launched %s: %s %s for job %s", id, in.InstanceType, capacity, e2e.InstanceTag(in, "spotrunner:job")))
 					case st == ec2types.InstanceStateNameTerminated:
 						p.line("ec2", "terminated "+id)
 					}
@@ -208,22 +209,4 @@ func waitNoInstances(ctx context.Context, s *e2e.Stack) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-func tag(in ec2types.Instance, key string) string {
-	for _, t := range in.Tags {
-		if aws.ToString(t.Key) == key {
-			return aws.ToString(t.Value)
-		}
-	}
-	return "?"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
