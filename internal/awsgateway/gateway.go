@@ -92,7 +92,7 @@ type Gateway struct {
 	images  *imageBuilder
 	dynamo  dynamo
 	// callHook is SetCallHook's function.
-	callHook atomic.Pointer[func(Call)]
+	callHook atomic.Pointer[func(Call) bool]
 
 	mu     sync.Mutex
 	calls  []Call
@@ -192,8 +192,10 @@ func (g *Gateway) FailFleet(n int, capacityType, code, message string) {
 
 // SetCallHook makes fn see every call before the gateway handles it (nil: none), in the handling
 // goroutine: a test can act at an exact point of a client's work, e.g. crash a function when it
-// writes a parameter; the call then goes on as usual.
-func (g *Gateway) SetCallHook(fn func(Call)) {
+// writes a parameter. When fn returns true the call is dropped: the connection is cut with no
+// answer and nothing reaches AWS (a client that died before its request landed); otherwise the
+// call goes on as usual.
+func (g *Gateway) SetCallHook(fn func(Call) (drop bool)) {
 	if fn == nil {
 		g.callHook.Store(nil)
 		return
@@ -212,8 +214,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.record(req.call)
-	if hook := g.callHook.Load(); hook != nil {
-		(*hook)(req.call)
+	if hook := g.callHook.Load(); hook != nil && (*hook)(req.call) {
+		panic(http.ErrAbortHandler) // net/http closes the connection and logs nothing
 	}
 	log := g.opts.Log.With().Str("service", req.call.Service).Str("operation", req.call.Operation).Logger()
 	if f, ok := g.takeFault(req.call); ok {

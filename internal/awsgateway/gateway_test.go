@@ -2,6 +2,7 @@ package awsgateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spotrunner/spotrunner/internal/world"
@@ -229,6 +231,53 @@ func TestFailCallRetried(t *testing.T) {
 	}
 	if n := len(g.Calls()); n != 3 {
 		t.Errorf("gateway received %d requests, want 3 (two throttled)", n)
+	}
+}
+
+// TestCallHook: fixtures are a fake moto and a hook that sees every call and drops the first
+// PutParameter. The hook must see each call with its service and operation before moto does; the
+// dropped call must fail on the client with no answer (the connection cut, no retry configured)
+// and never reach moto; the calls the hook lets through must.
+func TestCallHook(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, moto, cfg := startFake(t)
+	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	var mu sync.Mutex
+	var hooked []Call
+	g.SetCallHook(func(c Call) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		hooked = append(hooked, c)
+		return c.Operation == "PutParameter" && len(hooked) == 1
+	})
+	client := ssm.NewFromConfig(cfg)
+	put := func() error {
+		_, err := client.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/p"), Value: aws.String("v")})
+		return err
+	}
+	err := put()
+	var apiErr smithy.APIError
+	if err == nil || errors.As(err, &apiErr) {
+		t.Fatalf("dropped PutParameter: %v, want a transport error (no answer)", err)
+	}
+	if got := moto.received(); len(got) != 0 {
+		t.Fatalf("moto received %v, want nothing: the call was dropped", got)
+	}
+	if err := put(); err != nil {
+		t.Fatalf("second PutParameter: %v", err)
+	}
+	g.SetCallHook(nil)
+	if _, err := client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/p")}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]Call{{"ssm", "PutParameter"}, {"ssm", "PutParameter"}}, hooked); diff != "" {
+		t.Errorf("calls the hook saw (-want +got):\n%s", diff)
+	}
+	if n := len(moto.received()); n != 2 {
+		t.Errorf("moto received %d requests, want 2 (the second PutParameter, the GetParameter)", n)
 	}
 }
 

@@ -463,15 +463,18 @@ func TestPoisonToDLQ(t *testing.T) {
 	s.settle(t, 60*time.Second, map[int64]state.JobState{id: state.Completed})
 }
 
-// TestProvisionerCrash: the provisioner's execution environment dies right when it delivers the
-// JIT config (after the launch, which is recorded); SQS gives the message again after its
-// visibility timeout, and the retry finds the launched instance and finishes the job: one
-// instance, one run.
+// TestProvisionerCrash: the provisioner's execution environment dies as it sends the JIT config
+// (after the launch, which is recorded; the request never lands). The job's claim holds it until
+// its lease ends and SQS gives the message again after its visibility timeout; the retry finds
+// the launched instance, still waiting for its config, and delivers it: one instance, one run.
 func TestProvisionerCrash(t *testing.T) {
 	t.Parallel()
-	s := startReady(t, Options{})
+	// As deployed the retry comes after the 360 s visibility timeout and the 2 min lease, while
+	// the instance waits 10 min for its config; here: 10 s, the shortest lease (1 min), and an
+	// instance that waits well past both. Retries of a held job back off to 5 s at most, so the
+	// one after the lease ends comes soon.
+	s := startReady(t, Options{JITWaitSeconds: 150, Tuning: map[string]map[string]string{"ProvisionerFunction": {"CLAIM_LEASE": "1m", "BACKOFF_MAX": "5s"}}})
 	ctx := context.Background()
-	// The template's 360 s visibility timeout is what a crashed batch waits; this test cannot.
 	jobs, _ := s.Deployment.Resolver.Ref("JobQueue")
 	if _, err := sqs.NewFromConfig(s.AWS).SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(jobs),
 		Attributes: map[string]string{"VisibilityTimeout": "10"}}); err != nil {
@@ -479,15 +482,16 @@ func TestProvisionerCrash(t *testing.T) {
 	}
 	var crashed atomic.Int32
 	provisioner := s.Deployment.Functions["ProvisionerFunction"]
-	s.Gateway.SetCallHook(func(c awsgateway.Call) {
-		// The provisioner's only PutParameter is the JIT config; the watcher's (an AMI published
-		// late) finds no provisioner invocation in flight to crash, and waits for the next.
+	s.Gateway.SetCallHook(func(c awsgateway.Call) bool {
+		// The presets are ready, so the only PutParameter now is the provisioner's JIT config.
 		if c.Service == "ssm" && c.Operation == "PutParameter" && crashed.Load() == 0 && provisioner.Crash() > 0 {
 			crashed.Store(1)
+			return true
 		}
+		return false
 	})
 	id := s.queue(t, "build", "self-hosted", plain)
-	s.settle(t, 90*time.Second, map[int64]state.JobState{id: state.Completed})
+	s.settle(t, 150*time.Second, map[int64]state.JobState{id: state.Completed})
 	if crashed.Load() != 1 {
 		t.Fatal("the provisioner was never crashed")
 	}

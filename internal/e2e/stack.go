@@ -86,6 +86,9 @@ type Options struct {
 	Instances int
 	// MinuteSeconds scales the bootstrap's minutes (idle limit, timeout); default 60.
 	MinuteSeconds int
+	// JITWaitSeconds is how long an instance waits for its JIT config; default 60 (a deployed
+	// instance waits 600).
+	JITWaitSeconds int
 	// Tuning adds environment variables to functions, by logical id (lambdasim.DeployOptions).
 	Tuning map[string]map[string]string
 	// Preset changes a preset as presets.yaml declares it before the stack starts (its SSM
@@ -281,7 +284,7 @@ func Start(ctx context.Context, o Options) (s *Stack, err error) {
 		EC2: s.EC2, Endpoint: s.Gateway.URL(), Region: Region, Deployment: o.StackName,
 		RunnerURL: s.GitHubURL, CABundle: caPEM, Bootstrap: filepath.Join(o.Root, "instance", "bootstrap.sh"),
 		WorkDir: filepath.Join(o.WorkDir, "instances"), Poll: 250 * time.Millisecond,
-		MinuteSeconds: o.MinuteSeconds, JITWaitSeconds: 60, StopGrace: 2 * time.Second, Log: log("instance"),
+		MinuteSeconds: o.MinuteSeconds, JITWaitSeconds: o.JITWaitSeconds, StopGrace: 2 * time.Second, Log: log("instance"),
 	}); err != nil {
 		return s, fmt.Errorf("e2e: %w", err)
 	}
@@ -325,6 +328,9 @@ func (o *Options) defaults() error {
 	}
 	if o.BuildTime == 0 {
 		o.BuildTime = 3 * time.Second
+	}
+	if o.JITWaitSeconds == 0 {
+		o.JITWaitSeconds = 60
 	}
 	if o.ReaperEvery == 0 {
 		o.ReaperEvery = lambdasim.Manual
