@@ -38,6 +38,11 @@ func writeTools(dir string) (string, error) {
 	awsCLI, err := exec.LookPath("aws")
 	if err != nil {
 		missing = append(missing, "aws (the AWS CLI)")
+	} else if filepath.Base(filepath.Dir(awsCLI)) == "shims" {
+		// A pyenv shim finds the real script on every call (a tenth of the CLI's start); ask it once.
+		if out, err := exec.Command("pyenv", "which", "aws").Output(); err == nil && filepath.IsAbs(strings.TrimSpace(string(out))) {
+			awsCLI = strings.TrimSpace(string(out))
+		}
 	}
 	if len(missing) > 0 {
 		return "", fmt.Errorf("tools: not found on PATH: %s", strings.Join(missing, ", "))
