@@ -62,9 +62,10 @@ unit:
 
 ## e2e: the end-to-end suite: the five real binaries under aws-lambda-rie on the local world, one
 ## stack per scenario (internal/e2e); three at a time and without -race: the scenarios wait in
-## real time, and more stacks at once starve each other on 2 cores
+## real time, and more stacks at once starve each other on 2 cores. Inside make test it runs in
+## make test's world; alone, in a world of its own.
 e2e:
-	$(GO) test -count=1 -timeout 15m -parallel 3 ./internal/e2e/
+	$(if $(filter 1,$(SPOTRUNNER_WORLD)),,scripts/with-world.sh) $(GO) test -count=1 -timeout 15m -parallel 3 ./internal/e2e/
 
 ## e2e-burst: the end-to-end burst at the issue's size, 200 jobs queued at once (minutes on 2 cores;
 ## not part of make test, whose suite runs 30)

@@ -46,7 +46,8 @@ func Name(tb testing.TB, prefix string) string {
 }
 
 // StateTable creates a state table shaped as template.yaml's StateTable (pk/sk, sparse GSIs
-// "pool" on pool/pk and "phase" on phase/pk, keys only) and returns its name.
+// "pool" on pool/pk, "phase" on phase/pk, keys only, and "recent" on day/receivedMs) and
+// returns its name.
 func StateTable(tb testing.TB, cfg aws.Config) string {
 	tb.Helper()
 	name := Name(tb, "state")
@@ -58,6 +59,8 @@ func StateTable(tb testing.TB, cfg aws.Config) string {
 			{AttributeName: aws.String("sk"), AttributeType: dbtypes.ScalarAttributeTypeS},
 			{AttributeName: aws.String("pool"), AttributeType: dbtypes.ScalarAttributeTypeS},
 			{AttributeName: aws.String("phase"), AttributeType: dbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("day"), AttributeType: dbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("receivedMs"), AttributeType: dbtypes.ScalarAttributeTypeN},
 		},
 		KeySchema: []dbtypes.KeySchemaElement{
 			{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeHash},
@@ -77,6 +80,13 @@ func StateTable(tb testing.TB, cfg aws.Config) string {
 				{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeRange},
 			},
 			Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeKeysOnly},
+		}, {
+			IndexName: aws.String("recent"),
+			KeySchema: []dbtypes.KeySchemaElement{
+				{AttributeName: aws.String("day"), KeyType: dbtypes.KeyTypeHash},
+				{AttributeName: aws.String("receivedMs"), KeyType: dbtypes.KeyTypeRange},
+			},
+			Projection: &dbtypes.Projection{ProjectionType: dbtypes.ProjectionTypeAll},
 		}},
 	})
 	// moto's server drops idle keep-alive connections now and then; the SDK retries, and the retry

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -112,4 +113,20 @@ func (m Message) DedupID() string {
 	}
 	sum := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(sum[:])
+}
+
+// runnerPrefix starts the GitHub name of every runner Spot Runner registers: "spotrunner-" and
+// the EC2 instance id ("spotrunner-i-0abc...").
+const runnerPrefix = "spotrunner-i-"
+
+// RunnerName is the name a runner instance registers with on GitHub.
+func RunnerName(instanceID string) string { return "spotrunner-" + instanceID }
+
+// InstanceOfRunner is RunnerName's inverse: the instance of one of our runners; ok is false
+// for a runner that is not ours.
+func InstanceOfRunner(name string) (instanceID string, ok bool) {
+	if len(name) <= len(runnerPrefix) || !strings.HasPrefix(name, runnerPrefix) {
+		return "", false
+	}
+	return name[len("spotrunner-"):], true
 }

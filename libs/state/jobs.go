@@ -88,6 +88,9 @@ type jobItem struct {
 	Pool      string `dynamodbav:"pool,omitempty"`
 	Phase     string `dynamodbav:"phase,omitempty"`
 	ExpiresAt int64  `dynamodbav:"expiresAt,omitempty"`
+	// Day and ReceivedMs key RecentIndex; set when the job is created, never changed.
+	Day        string `dynamodbav:"day,omitempty"`
+	ReceivedMs int64  `dynamodbav:"receivedMs,omitempty"`
 	Job
 }
 
@@ -97,7 +100,11 @@ func (s *Store) CreateJob(ctx context.Context, j Job, st JobState) (Job, bool, e
 	now := s.now().UTC()
 	j.State = st
 	j.Timeline = map[string]time.Time{string(st): now}
-	it := jobItem{PK: jobKey(j.Host, j.ID), SK: "JOB", Job: j}
+	received := j.ReceivedAt.UTC()
+	if received.IsZero() {
+		received = now
+	}
+	it := jobItem{PK: jobKey(j.Host, j.ID), SK: "JOB", Day: received.Format(dayFormat), ReceivedMs: received.UnixMilli(), Job: j}
 	if st.Pending() {
 		it.Pool = PoolKey(j.Host, j.LabelSet)
 	}

@@ -145,11 +145,8 @@ func decide(body []byte, deliveryID, host string, f Filter, now time.Time) (deci
 	return decision{forward: true, msg: m}, nil
 }
 
-// runnerPrefix starts the name of every runner we register: "spotrunner-" and the EC2 instance id
-// (the provisioner's runnerName and instanceOf).
-const runnerPrefix = "spotrunner-i-"
-
 // isOurRunner reports whether a runner name is one the provisioner registers.
 func isOurRunner(name string) bool {
-	return len(name) > len(runnerPrefix) && strings.HasPrefix(name, runnerPrefix)
+	_, ok := queue.InstanceOfRunner(name)
+	return ok
 }

@@ -106,7 +106,7 @@ func TestAMIGone(t *testing.T) {
 				if got := aws.ToString(out.Reservations[0].Instances[0].ImageId); got != previous {
 					t.Errorf("instance %s runs AMI %s, want the previous AMI %s", j.InstanceID, got, previous)
 				}
-				if runners := r.sim.Runners(); len(runners) != 1 || runners[0].Name != runnerName(j.InstanceID) {
+				if runners := r.sim.Runners(); len(runners) != 1 || runners[0].Name != queue.RunnerName(j.InstanceID) {
 					t.Errorf("runners %+v, want the instance's only", runners)
 				}
 			}

@@ -19,7 +19,7 @@ import (
 // one that is not ours at all, takes our runner. Every step after the job's own transition is safe
 // to repeat, and a retry of this event repeats them: a job already running is not a reason to skip.
 func (h *Handler) started(ctx context.Context, m queue.Message) (string, error) {
-	iid, ours := instanceOf(m.RunnerName)
+	iid, ours := queue.InstanceOfRunner(m.RunnerName)
 	ran := state.Change{RunnerName: m.RunnerName, InstanceID: iid, ClearInstance: !ours}
 	before, moved, err := h.toState(ctx, m, state.Running, ran, state.Queued, state.Provisioning, state.Launched)
 	if err != nil || before.State.Final() {
@@ -61,7 +61,7 @@ func (h *Handler) finished(ctx context.Context, m queue.Message) (string, error)
 	if neverRan && m.Conclusion == "cancelled" {
 		to = state.Cancelled
 	}
-	iid, ours := instanceOf(m.RunnerName)
+	iid, ours := queue.InstanceOfRunner(m.RunnerName)
 	change := state.Change{RunnerName: m.RunnerName, Reason: conclusionReason(m.Conclusion)}
 	if !neverRan {
 		change.InstanceID, change.ClearInstance = iid, !ours

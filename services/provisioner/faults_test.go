@@ -194,7 +194,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("%d runners, want %d: %+v", len(runners), tt.wantRunners, runners)
 			}
 			if tt.wantRunners == 1 {
-				if delivered, _ := r.jitDelivered(j.InstanceID); !delivered || runners[0].Name != runnerName(j.InstanceID) {
+				if delivered, _ := r.jitDelivered(j.InstanceID); !delivered || runners[0].Name != queue.RunnerName(j.InstanceID) {
 					t.Errorf("runner %s, config delivered %v; want the instance's", runners[0].Name, delivered)
 				}
 				// The delivered config is the live registration's: the instance can connect with it.

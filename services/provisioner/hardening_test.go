@@ -50,7 +50,7 @@ func TestFewerLabelsTakeRunner(t *testing.T) {
 	if j1.State != state.Launched || j1.Attempt != 1 || j1.InstanceID == inst[1] || j1.InstanceID == inst[2] {
 		t.Fatalf("job 1 = %s attempt %d on %q, want relaunched on a new instance", j1.State, j1.Attempt, j1.InstanceID)
 	}
-	if j2.State != state.Running || j2.InstanceID != inst[1] || j2.RunnerName != runnerName(inst[1]) {
+	if j2.State != state.Running || j2.InstanceID != inst[1] || j2.RunnerName != queue.RunnerName(inst[1]) {
 		t.Errorf("job 2 = %s on %q (%s), want running on job 1's first instance %s", j2.State, j2.InstanceID, j2.RunnerName, inst[1])
 	}
 	live := map[string]bool{}
@@ -80,7 +80,7 @@ func TestForeignJobTakesRunner(t *testing.T) {
 	r := newRig(t)
 	inst := r.launched(1)
 	foreign := r.msg(queue.ActionInProgress, 9, "self-hosted")
-	foreign.RunnerName = runnerName(inst[1])
+	foreign.RunnerName = queue.RunnerName(inst[1])
 	r.sim.AddJob(toSimJob(foreign))
 	if err := r.sim.AssignJob(9, foreign.RunnerName); err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestLostInProgress(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	inst := r.launched(1, 2)
-	if err := r.sim.AssignJob(2, runnerName(inst[1])); err != nil {
+	if err := r.sim.AssignJob(2, queue.RunnerName(inst[1])); err != nil {
 		t.Fatal(err)
 	}
 	r.complete(2, inst[1], "success")
@@ -126,7 +126,7 @@ func TestLostInProgress(t *testing.T) {
 	if j := r.job(1); j.State != state.Launched || j.InstanceID != inst[2] {
 		t.Fatalf("job 1 = %s on %q, want launched on job 2's idle runner %s", j.State, j.InstanceID, inst[2])
 	}
-	if j := r.job(2); j.State != state.Completed || j.InstanceID != inst[1] || j.RunnerName != runnerName(inst[1]) {
+	if j := r.job(2); j.State != state.Completed || j.InstanceID != inst[1] || j.RunnerName != queue.RunnerName(inst[1]) {
 		t.Errorf("job 2 = %s on %q (%s), want completed on %s", j.State, j.InstanceID, j.RunnerName, inst[1])
 	}
 	r.assign(1, inst[2])
@@ -185,7 +185,7 @@ func TestResumeOnDeadInstance(t *testing.T) {
 				t.Errorf("config delivered to the discarded instance %s", first)
 			}
 			runners := r.sim.Runners()
-			if len(runners) != 1 || runners[0].Name != runnerName(j.InstanceID) {
+			if len(runners) != 1 || runners[0].Name != queue.RunnerName(j.InstanceID) {
 				t.Errorf("runners %+v, want the new instance's only", runners)
 			}
 			if n := r.slots(); n != 1 {

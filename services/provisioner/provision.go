@@ -140,7 +140,7 @@ func (h *Handler) provision(ctx context.Context, m queue.Message, receives int) 
 	}
 	h.accepted(target)
 	_, err = h.jobs.Transition(ctx, job.Host, job.ID, []state.JobState{state.Provisioning}, state.Launched,
-		state.Change{RunnerName: runnerName(inst.ID)})
+		state.Change{RunnerName: queue.RunnerName(inst.ID)})
 	if errors.Is(err, state.ErrConflict) {
 		// The job started or ended while we launched (another runner took it): this runner is
 		// spare; the count decides whether another job gets it or it goes.
@@ -331,7 +331,7 @@ func (h *Handler) unusable(ctx context.Context, job state.Job) (string, error) {
 		return "", nil // registered, or still in time (a missing runner item is written on record)
 	}
 	// Registration comes before delivery: no runner of that name on GitHub, no config delivered.
-	_, registered, err := h.github.RunnerByName(ctx, targetOf(job), runnerName(job.InstanceID))
+	_, registered, err := h.github.RunnerByName(ctx, targetOf(job), queue.RunnerName(job.InstanceID))
 	if err != nil || registered {
 		return "", err
 	}
@@ -364,7 +364,7 @@ func (h *Handler) recordInstance(ctx context.Context, job *state.Job, inst fleet
 	j, err := h.jobs.RecordLaunch(ctx, *job, state.Runner{
 		InstanceID: inst.ID, Host: job.Host, JobID: job.ID, Owner: t.Owner, Repo: t.Repo,
 		InstallationID: job.InstallationID, Preset: job.Preset, Labels: job.Labels, LabelSet: job.LabelSet,
-		RunnerName: runnerName(inst.ID), CapacityType: inst.CapacityType, InstanceType: inst.InstanceType,
+		RunnerName: queue.RunnerName(inst.ID), CapacityType: inst.CapacityType, InstanceType: inst.InstanceType,
 		LaunchedAt: now, Deadline: now.Add(time.Duration(launch.TimeoutMinutes) * time.Minute),
 	}, h.cfg.Lease)
 	if errors.Is(err, state.ErrConflict) {
@@ -421,7 +421,7 @@ func (h *Handler) request(job state.Job, l state.LaunchSpec, tags map[string]str
 // registered but never delivered: a JIT config cannot be fetched again, so it is deleted and
 // registered anew (the 409 after a retry that is not an error).
 func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Target, instanceID string, resuming bool) error {
-	name := runnerName(instanceID)
+	name := queue.RunnerName(instanceID)
 	if resuming {
 		if r, err := h.jobs.Runner(ctx, instanceID); err == nil && r.RunnerID != 0 {
 			return nil
@@ -471,12 +471,12 @@ func (h *Handler) register(ctx context.Context, job state.Job, t githubapp.Targe
 
 // adopt records the id of the runner already registered under instanceID's name.
 func (h *Handler) adopt(ctx context.Context, t githubapp.Target, instanceID string) error {
-	r, found, err := h.github.RunnerByName(ctx, t, runnerName(instanceID))
+	r, found, err := h.github.RunnerByName(ctx, t, queue.RunnerName(instanceID))
 	if err != nil {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("runner %s: config delivered but registration missing: %w", runnerName(instanceID), githubapp.ErrUnavailable)
+		return fmt.Errorf("runner %s: config delivered but registration missing: %w", queue.RunnerName(instanceID), githubapp.ErrUnavailable)
 	}
 	return h.recordRunnerID(ctx, instanceID, r.ID)
 }
@@ -583,18 +583,6 @@ func (h *Handler) instanceARN(instanceID string) string {
 func (h *Handler) clientToken(job state.Job) string {
 	sum := sha256.Sum256([]byte(h.cfg.Deployment + "/" + job.Host + "/" + strconv.FormatInt(job.ID, 10) + "/" + strconv.Itoa(job.Attempt) + "/" + strconv.Itoa(job.LaunchTry)))
 	return "spotrunner-" + hex.EncodeToString(sum[:20])
-}
-
-// runnerName is the runner's name on GitHub, derived from its instance.
-func runnerName(instanceID string) string { return "spotrunner-" + instanceID }
-
-// instanceOf is the inverse of runnerName; ok is false for runners that are not ours.
-func instanceOf(name string) (string, bool) {
-	const prefix = "spotrunner-i-"
-	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
-		return "", false
-	}
-	return name[len("spotrunner-"):], true
 }
 
 // targetOf is where the job's runner registers: the org, or the repo of a user-owned one.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 	"github.com/spotrunner/spotrunner/libs/logging"
+	"github.com/spotrunner/spotrunner/libs/queue"
 	"github.com/spotrunner/spotrunner/libs/relaunch"
 	"github.com/spotrunner/spotrunner/libs/state"
 )
@@ -107,7 +108,7 @@ func (h *Handler) rebind(ctx context.Context, j state.Job, r state.Runner) error
 	}
 	old := j.InstanceID
 	if _, err := h.jobs.Transition(ctx, j.Host, j.ID, []state.JobState{state.Launched}, state.Launched,
-		state.Change{InstanceID: r.InstanceID, RunnerName: runnerName(r.InstanceID), ExpectInstance: &old}); err != nil && !errors.Is(err, state.ErrConflict) {
+		state.Change{InstanceID: r.InstanceID, RunnerName: queue.RunnerName(r.InstanceID), ExpectInstance: &old}); err != nil && !errors.Is(err, state.ErrConflict) {
 		return err
 	}
 	return nil

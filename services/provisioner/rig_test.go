@@ -312,11 +312,11 @@ func (r *rig) boot(instanceID string) {
 // in_progress event.
 func (r *rig) assign(id int64, instanceID string) {
 	r.t.Helper()
-	if err := r.sim.AssignJob(id, runnerName(instanceID)); err != nil {
+	if err := r.sim.AssignJob(id, queue.RunnerName(instanceID)); err != nil {
 		r.t.Fatal(err)
 	}
 	m := r.msg(queue.ActionInProgress, id)
-	m.RunnerName = runnerName(instanceID)
+	m.RunnerName = queue.RunnerName(instanceID)
 	r.send(m)
 }
 
@@ -329,7 +329,7 @@ func (r *rig) complete(id int64, instanceID, conclusion string) {
 		if err := r.sim.CompleteJob(id, conclusion); err != nil {
 			r.t.Fatal(err)
 		}
-		m.RunnerName = runnerName(instanceID)
+		m.RunnerName = queue.RunnerName(instanceID)
 	}
 	r.send(m)
 }

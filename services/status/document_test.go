@@ -32,14 +32,14 @@ func TestOverall(t *testing.T) {
 		doc  Document
 		want string
 	}{
-		{"every preset ready", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{ready, ready}}, "ready"},
-		{"first build running", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{ready, {Name: "b", Status: "building"}}}, "building"},
-		{"rebuild running", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{{Name: "b", Status: "building", AMIID: ptr("ami-2")}}}, "building"},
-		{"a preset failed", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{ready, {Name: "b", Status: "failed", AMIID: ptr("ami-2")}}}, "degraded"},
-		{"failed beats building", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{{Name: "a", Status: "building"}, {Name: "b", Status: "failed"}}}, "degraded"},
-		{"ready without an AMI", Document{Configuration: Configuration{true}, GitHub: ok, Presets: []Preset{{Name: "a", Status: "ready"}}}, "degraded"},
-		{"no private key", Document{Configuration: Configuration{false}, GitHub: ok, Presets: []Preset{ready}}, "degraded"},
-		{"GitHub unreachable", Document{Configuration: Configuration{true}, GitHub: GitHub{Status: githubError}, Presets: []Preset{ready}}, "degraded"},
+		{"every preset ready", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{ready, ready}}, "ready"},
+		{"first build running", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{ready, {Name: "b", Status: "building"}}}, "building"},
+		{"rebuild running", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{{Name: "b", Status: "building", AMIID: ptr("ami-2")}}}, "building"},
+		{"a preset failed", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{ready, {Name: "b", Status: "failed", AMIID: ptr("ami-2")}}}, "degraded"},
+		{"failed beats building", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{{Name: "a", Status: "building"}, {Name: "b", Status: "failed"}}}, "degraded"},
+		{"ready without an AMI", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: ok, Presets: []Preset{{Name: "a", Status: "ready"}}}, "degraded"},
+		{"no private key", Document{Configuration: Configuration{PrivateKeyConfigured: false}, GitHub: ok, Presets: []Preset{ready}}, "degraded"},
+		{"GitHub unreachable", Document{Configuration: Configuration{PrivateKeyConfigured: true}, GitHub: GitHub{Status: githubError}, Presets: []Preset{ready}}, "degraded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
