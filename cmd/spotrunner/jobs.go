@@ -31,12 +31,14 @@ type jobView struct {
 	StartedAt    *time.Time     `json:"startedAt,omitempty"`
 	TimeToStart  *float64       `json:"timeToStartSeconds,omitempty"`
 	Attempt      int            `json:"attempt"`
-	InstanceID   string         `json:"instanceId,omitempty"` // the instance launched for it
-	RunnerName   string         `json:"runnerName,omitempty"` // the runner it ran on
+	InstanceID   string         `json:"instanceId,omitempty"` // its instance: launched for it, or the one it ran on
+	RunnerName   string         `json:"runnerName,omitempty"` // the runner it ran on (none before it runs)
 	InstanceType string         `json:"instanceType,omitempty"`
 	Capacity     string         `json:"capacity,omitempty"` // spot | on-demand
-	// RanOn is the instance of the runner it ran on, when that is one of ours.
-	RanOn string `json:"ranOnInstanceId,omitempty"`
+	// RanOn is the instance of the runner it ran on, when that is one of ours, and LaunchedFor
+	// the job that instance was launched for when another (a runner GitHub gave to this job).
+	RanOn       string `json:"ranOnInstanceId,omitempty"`
+	LaunchedFor int64  `json:"ranOnRunnerLaunchedForJob,omitempty"`
 
 	timeline map[string]time.Time
 }
@@ -86,7 +88,7 @@ Jobs are read from the state table's "recent" index, one query per day (never a 
 				return err
 			}
 			p := startProgress(a.stderr, "reading jobs")
-			jobs, err := store.RecentJobs(ctx, time.Now().Add(-since), f, limit)
+			jobs, err := store.RecentJobs(ctx, a.now().Add(-since), f, limit)
 			if err != nil {
 				p.stop()
 				return err
@@ -136,7 +138,7 @@ func (a *app) store(ctx context.Context) (*state.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return state.New(dynamodb.NewFromConfig(cfg), table), nil
+	return state.New(dynamodb.NewFromConfig(cfg), table).WithClock(a.now), nil
 }
 
 // view adds to j the runner it ran on (or the one launched for it): instance type and capacity.
@@ -157,7 +159,11 @@ func (a *app) view(ctx context.Context, store *state.Store, j state.Job) (jobVie
 		}
 	}
 	instance := j.InstanceID
-	if ranOn, ours := queue.InstanceOfRunner(j.RunnerName); ours {
+	// Before its job runs, the runner name is the one launched for it; once it ran, the one
+	// GitHub gave it (in_progress).
+	if _, ran := j.Timeline[string(state.Running)]; !ran {
+		v.RunnerName = ""
+	} else if ranOn, ours := queue.InstanceOfRunner(j.RunnerName); ours {
 		v.RanOn, instance = ranOn, ranOn
 	}
 	if instance == "" {
@@ -171,6 +177,9 @@ func (a *app) view(ctx context.Context, store *state.Store, j state.Job) (jobVie
 		return v, err
 	}
 	v.InstanceType, v.Capacity = r.InstanceType, r.CapacityType
+	if v.RanOn != "" && r.JobID != j.ID {
+		v.LaunchedFor = r.JobID
+	}
 	return v, nil
 }
 
@@ -311,8 +320,8 @@ func ranOn(v jobView) string {
 		return "an unknown runner"
 	case v.RanOn == "":
 		return "runner " + v.RunnerName + " (not one of ours)"
-	case v.InstanceID != "" && v.RanOn != v.InstanceID:
-		return fmt.Sprintf("runner %s (instance %s; the instance launched for it, %s, went to another job)", v.RunnerName, v.RanOn, v.InstanceID)
+	case v.LaunchedFor != 0:
+		return fmt.Sprintf("runner %s (instance %s), which was launched for job %d: GitHub gives a job any idle runner whose labels fit", v.RunnerName, v.RanOn, v.LaunchedFor)
 	default:
 		return fmt.Sprintf("runner %s (instance %s)", v.RunnerName, v.RanOn)
 	}

@@ -35,7 +35,8 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// failure is an error already reported to the user in full (e.g. findings): exit 1, no message.
+// errReported is a failure already reported to the user in full (e.g. findings): exit 1, no
+// further message.
 var errReported = errors.New("reported")
 
 // app is one run of the CLI: its flags, output streams and the AWS config, loaded on first use.
@@ -43,14 +44,16 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	output  string // table | json
-	stack   string
-	region  string
-	profile string
+	now func() time.Time
+
+	output   string // table | json
+	stack    string
+	region   string
+	profile  string
+	endpoint string
 	// Resources, each from its flag or else from the stack's outputs.
 	statusURL, table, queueURL, dlqURL, host string
 
-	// newCloudFormation and httpClient are replaced by tests.
 	httpClient *http.Client
 
 	cfg     *aws.Config
@@ -59,7 +62,12 @@ type app struct {
 
 // run runs the CLI with args and returns its exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, httpClient: &http.Client{Timeout: 30 * time.Second}}
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, httpClient: &http.Client{Timeout: 30 * time.Second}}
+	return a.run(ctx, args)
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	stdout, stderr := a.stdout, a.stderr
 	root := a.command()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -110,6 +118,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	f.StringVar(&a.stack, "stack", stack, "the app stack whose outputs name the resources (env SPOTRUNNER_STACK)")
 	f.StringVar(&a.region, "region", "", "AWS region (default: AWS_REGION, then the profile's)")
 	f.StringVar(&a.profile, "profile", "", "AWS profile (default: AWS_PROFILE, then default)")
+	f.StringVar(&a.endpoint, "endpoint-url", "", "send every AWS call to this URL (default: AWS_ENDPOINT_URL, then AWS's)")
 	f.StringVar(&a.statusURL, "status-url", "", "the status document's URL (default: the stack's StatusUrl output)")
 	f.StringVar(&a.table, "table", "", "the state table (default: the stack's StateTableName output)")
 	f.StringVar(&a.queueURL, "queue-url", "", "the job queue's URL (default: the stack's JobQueueUrl output)")
@@ -118,9 +127,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.statusCommand(), a.jobsCommand(), a.dlqCommand(), a.labelsCommand())
 	// Unknown subcommands and missing or extra arguments are usage errors.
-	for _, c := range root.Commands() {
-		wrapArgs(c)
-	}
+	wrapArgs(root)
 	return root
 }
 
@@ -160,6 +167,9 @@ func (a *app) awsConfig(ctx context.Context) (aws.Config, error) {
 	}
 	if a.profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(a.profile))
+	}
+	if a.endpoint != "" {
+		opts = append(opts, config.WithBaseEndpoint(a.endpoint))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

@@ -98,7 +98,7 @@ func TestCreateResources(t *testing.T) {
 		indexes = append(indexes, index{aws.ToString(ix.IndexName), strings.Join(key, ","), string(ix.Projection.ProjectionType)})
 	}
 	slices.SortFunc(indexes, func(a, b index) int { return strings.Compare(a.Name, b.Name) })
-	wantIndexes := []index{{"phase", "phase:HASH,pk:RANGE", "KEYS_ONLY"}, {"pool", "pool:HASH,pk:RANGE", "ALL"}}
+	wantIndexes := []index{{"phase", "phase:HASH,pk:RANGE", "KEYS_ONLY"}, {"pool", "pool:HASH,pk:RANGE", "ALL"}, {"recent", "day:HASH,receivedMs:RANGE", "ALL"}}
 	if diff := cmp.Diff(wantIndexes, indexes); diff != "" {
 		t.Errorf("GSIs (-want +got):\n%s", diff)
 	}

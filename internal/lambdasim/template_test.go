@@ -262,11 +262,12 @@ func TestResourceSpecs(t *testing.T) {
 	}
 	wantTables := []TableSpec{{
 		LogicalID: "StateTable", BillingMode: "PAY_PER_REQUEST",
-		Attributes: map[string]string{"pk": "S", "sk": "S", "pool": "S", "phase": "S"},
+		Attributes: map[string]string{"pk": "S", "sk": "S", "pool": "S", "phase": "S", "day": "S", "receivedMs": "N"},
 		Key:        []string{"pk", "sk"},
 		Indexes: []IndexSpec{
 			{Name: "pool", Key: []string{"pool", "pk"}, Projection: "ALL"},
 			{Name: "phase", Key: []string{"phase", "pk"}, Projection: "KEYS_ONLY"},
+			{Name: "recent", Key: []string{"day", "receivedMs"}, Projection: "ALL"},
 		},
 		TTLAttribute: "expiresAt", SSE: true,
 	}}
