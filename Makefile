@@ -24,13 +24,17 @@ CHECKOV_TEMPLATES := template.yaml sam/image.yaml sam/foundation.yaml
 # Offline and without credentials: no telemetry; validate --lint needs only a region.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: all build deps generate test test-world unit e2e e2e-burst fuzz template validate lint bench demo clean
+.PHONY: all build cli deps generate test test-world unit e2e e2e-burst fuzz template validate lint bench demo clean
 
 all: build
 
 ## build: every function as an arm64 Lambda `bootstrap` in build/<function>/
 build:
 	@for f in $(FUNCTIONS); do echo "build $$f"; $(call gobuild,$$f,build/$$f/bootstrap); done
+
+## cli: the operator CLI for this machine, build/spotrunner
+cli:
+	$(GO) build -trimpath -o build/spotrunner ./cmd/spotrunner
 
 # sam build (Metadata BuildMethod: makefile) calls build-<LogicalId> with ARTIFACTS_DIR set:
 # build-IngestFunction builds services/ingest.

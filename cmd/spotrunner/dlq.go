@@ -170,6 +170,10 @@ the dead-letter queue after its receives.`,
 				return err
 			}
 			for _, m := range msgs {
+				if m.Malformed != "" {
+					fmt.Fprintf(a.stdout, "%s message %s (group %s): %s\n", verb, m.MessageID, m.Group, m.Malformed)
+					continue
+				}
 				fmt.Fprintf(a.stdout, "%s %s/%d %s (group %s)\n", verb, m.Host, m.JobID, m.Action, m.Group)
 			}
 			fmt.Fprintf(a.stdout, "%s %d %s.\n", capitalize(verb), moved, plural(moved, "message", "messages"))

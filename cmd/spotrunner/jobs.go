@@ -269,7 +269,13 @@ func timeline(v jobView) []step {
 	for st, at := range v.timeline {
 		steps = append(steps, step{State: st, At: at})
 	}
-	slices.SortFunc(steps, func(a, b step) int { return a.At.Compare(b.At) })
+	// By time, and states recorded at the same instant in their lifecycle order.
+	slices.SortFunc(steps, func(a, b step) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return slices.Index(allStates, state.JobState(a.State)) - slices.Index(allStates, state.JobState(b.State))
+	})
 	prev := v.ReceivedAt
 	if len(steps) > 0 && (prev.IsZero() || steps[0].At.Before(prev)) {
 		prev = steps[0].At
