@@ -65,28 +65,11 @@ and how often received. Listing receives each message and makes it visible again
 moves and deletes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if max < 0 {
-				return usagef("--max %d: want 0 (all) or more", max)
-			}
-			api, dlq, jobs, err := a.queues(cmd)
-			if err != nil {
-				return err
-			}
-			var msgs []dlqMessage
-			p := startProgress(a.stderr, "reading the dead-letter queue")
-			_, err = queue.Redrive(ctx, api, queue.RedriveOptions{DLQ: dlq, Queue: jobs, Max: max, DryRun: true, Moved: func(m types.Message) {
-				msgs = append(msgs, dlqView(m))
-				p.set("reading the dead-letter queue: %d messages", len(msgs))
-			}})
-			p.stop()
+			_, msgs, err := a.redrive(cmd, max, true, "reading the dead-letter queue")
 			if err != nil {
 				return err
 			}
 			if a.output == "json" {
-				if msgs == nil {
-					msgs = []dlqMessage{}
-				}
 				return writeJSON(a.stdout, msgs)
 			}
 			return writeDLQ(a.stdout, msgs)
@@ -136,29 +119,15 @@ the dead-letter queue after its receives.`,
   spotrunner dlq redrive --max 10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if max < 0 {
-				return usagef("--max %d: want 0 (all) or more", max)
-			}
-			api, dlq, jobs, err := a.queues(cmd)
-			if err != nil {
-				return err
-			}
-			var msgs []dlqMessage
 			verb := "moved"
 			if dryRun {
 				verb = "would move"
 			}
-			p := startProgress(a.stderr, "redriving")
-			moved, err := queue.Redrive(ctx, api, queue.RedriveOptions{DLQ: dlq, Queue: jobs, Max: max, DryRun: dryRun, Moved: func(m types.Message) {
-				msgs = append(msgs, dlqView(m))
-				p.set("redriving: %s %d", verb, len(msgs))
-			}})
-			p.stop()
+			moved, msgs, err := a.redrive(cmd, max, dryRun, "redriving")
+			if err != nil && len(msgs) == 0 {
+				return err // nothing moved: only the error to report
+			}
 			if a.output == "json" {
-				if msgs == nil {
-					msgs = []dlqMessage{}
-				}
 				if jerr := writeJSON(a.stdout, struct {
 					DryRun   bool         `json:"dryRun"`
 					Moved    int          `json:"moved"`
@@ -185,22 +154,33 @@ the dead-letter queue after its receives.`,
 	return cmd
 }
 
-// queues returns the SQS client and the DLQ and job queue URLs.
-func (a *app) queues(cmd *cobra.Command) (*sqs.Client, string, string, error) {
+// redrive runs queue.Redrive from the DLQ to the job queue (with dryRun, only reading: what
+// dlq list shows) with a progress line, and returns what it moved (or would move).
+func (a *app) redrive(cmd *cobra.Command, max int, dryRun bool, doing string) (int, []dlqMessage, error) {
 	ctx := cmd.Context()
+	if max < 0 {
+		return 0, nil, usagef("--max %d: want 0 (all) or more", max)
+	}
 	dlq, err := a.resource(ctx, &a.dlqURL, "dlq-url", "JobDeadLetterQueueUrl")
 	if err != nil {
-		return nil, "", "", err
+		return 0, nil, err
 	}
 	jobs, err := a.resource(ctx, &a.queueURL, "queue-url", "JobQueueUrl")
 	if err != nil {
-		return nil, "", "", err
+		return 0, nil, err
 	}
 	cfg, err := a.awsConfig(ctx)
 	if err != nil {
-		return nil, "", "", err
+		return 0, nil, err
 	}
-	return sqs.NewFromConfig(cfg), dlq, jobs, nil
+	msgs := []dlqMessage{}
+	p := startProgress(a.stderr, doing)
+	defer p.stop()
+	moved, err := queue.Redrive(ctx, sqs.NewFromConfig(cfg), queue.RedriveOptions{DLQ: dlq, Queue: jobs, Max: max, DryRun: dryRun, Moved: func(m types.Message) {
+		msgs = append(msgs, dlqView(m))
+		p.set("%s: %d messages", doing, len(msgs))
+	}})
+	return moved, msgs, err
 }
 
 func plural(n int, one, many string) string {

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/spf13/cobra"
 
+	"github.com/spotrunner/spotrunner/libs/awsconfig"
 	"github.com/spotrunner/spotrunner/libs/githubapp"
 )
 
@@ -156,27 +156,18 @@ func wrapArgs(c *cobra.Command) {
 	}
 }
 
-// awsConfig loads the AWS config once, the AWS CLI's way.
+// awsConfig loads the AWS config once, the AWS CLI's way (environment, shared config and
+// credentials, --profile, --region, --endpoint-url), with the services' retries.
 func (a *app) awsConfig(ctx context.Context) (aws.Config, error) {
 	if a.cfg != nil {
 		return *a.cfg, nil
 	}
-	var opts []func(*config.LoadOptions) error
-	if a.region != "" {
-		opts = append(opts, config.WithRegion(a.region))
+	cfg, err := awsconfig.Load(ctx, awsconfig.Options{Region: a.region, Profile: a.profile, EndpointURL: a.endpoint, HTTPTimeout: 30 * time.Second})
+	if errors.Is(err, awsconfig.ErrNoRegion) {
+		return aws.Config{}, usagef("no AWS region: give --region, or set AWS_REGION or the profile's region")
 	}
-	if a.profile != "" {
-		opts = append(opts, config.WithSharedConfigProfile(a.profile))
-	}
-	if a.endpoint != "" {
-		opts = append(opts, config.WithBaseEndpoint(a.endpoint))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return aws.Config{}, usagef("no AWS region: set --region, AWS_REGION or the profile's region")
+		return aws.Config{}, err
 	}
 	a.cfg = &cfg
 	return cfg, nil

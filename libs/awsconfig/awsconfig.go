@@ -8,6 +8,7 @@ package awsconfig
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
+
+// ErrNoRegion: neither the options nor the SDK's chain gave a region.
+var ErrNoRegion = errors.New("no region")
 
 // Options are the knobs a service passes in; the zero value means "as Lambda sets it up".
 type Options struct {
@@ -27,6 +31,9 @@ type Options struct {
 	MaxAttempts int
 	// HTTPTimeout bounds one HTTP round trip; optional, default 10 s.
 	HTTPTimeout time.Duration
+	// Profile is optional: a shared-config profile (the operator CLI's --profile); default: the
+	// SDK's chain (AWS_PROFILE, then default).
+	Profile string
 }
 
 // Load returns the shared config. Every AWS client of the service is built from it.
@@ -50,12 +57,15 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.EndpointURL != "" {
 		opts = append(opts, config.WithBaseEndpoint(o.EndpointURL))
 	}
+	if o.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(o.Profile))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load aws config: %w", err)
 	}
 	if cfg.Region == "" {
-		return aws.Config{}, fmt.Errorf("load aws config: no region (set AWS_REGION)")
+		return aws.Config{}, fmt.Errorf("load aws config: %w (set AWS_REGION)", ErrNoRegion)
 	}
 	return cfg, nil
 }
