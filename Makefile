@@ -56,7 +56,7 @@ test: deps
 
 # test-world runs inside the world (SPOTRUNNER_WORLD=1): a test that needs moto fails, never skips.
 # The end-to-end suite runs alone (its scenarios wait in real time; sharing the 2 cores with other
-# packages' tests slows their instances' boots).
+# packages' tests slows their instances' boots), in a moto of its own (see e2e).
 test-world: lint unit e2e fuzz validate
 
 # Allocation-count tests skip under -race (its instrumentation allocates); they run here without it.
@@ -66,10 +66,11 @@ unit:
 
 ## e2e: the end-to-end suite: the five real binaries under aws-lambda-rie on the local world, one
 ## stack per scenario (internal/e2e); three at a time and without -race: the scenarios wait in
-## real time, and more stacks at once starve each other on 2 cores. Inside make test it runs in
-## make test's world; alone, in a world of its own.
+## real time, and more stacks at once starve each other on 2 cores. Always in a world of its
+## own, also inside make test: a moto that served every other test first holds their
+## instances, tables and queues, and answers the suite's calls several times slower.
 e2e:
-	$(if $(filter 1,$(SPOTRUNNER_WORLD)),,scripts/with-world.sh) $(GO) test -count=1 -timeout 15m -parallel 3 ./internal/e2e/
+	scripts/with-world.sh $(GO) test -count=1 -timeout 15m -parallel 3 ./internal/e2e/
 
 ## e2e-burst: the end-to-end burst at the issue's size, 200 jobs queued at once (minutes on 2 cores;
 ## not part of make test, whose suite runs 30)
