@@ -23,7 +23,7 @@ var calls = map[string][]string{
 		"sqs:SendMessage",               // libs/queue: job events
 	},
 	"ProvisionerFunction": {
-		"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", // libs/state (transactions are checked per item)
+		"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", // libs/state (transactions are checked per item)
 		"ec2:CreateFleet", "ec2:CreateTags", "ec2:DescribeInstances", "ec2:RunInstances", "ec2:TerminateInstances", // libs/fleet
 		"iam:CreateServiceLinkedRole", "iam:PassRole", // the first spot launch; the runner instance profile
 		"kms:Decrypt",                                    // a private-key secret under a customer key (optional)

@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -513,10 +515,11 @@ func TestBurst(t *testing.T) {
 	}
 	capacity := max(10, jobs/4)
 	within := 4*time.Minute + time.Duration(jobs)*2*time.Second
+	const minute = 6 // seconds in one of the bootstrap's and the reaper's minutes
 	s := startReady(t, Options{
 		Instances:     2,
-		MinuteSeconds: 6,
-		ReaperEvery:   15 * time.Second,
+		MinuteSeconds: minute,
+		ReaperEvery:   5 * minute * time.Second, // the template's rate(5 minutes), scaled
 		Parameters:    map[string]string{"MaxRunners": fmt.Sprint(capacity)},
 		Tuning:        map[string]map[string]string{"ProvisionerFunction": {"BACKOFF_MAX": "10s"}},
 	})
@@ -557,6 +560,17 @@ func TestBurst(t *testing.T) {
 		launched += len(ins)
 	}
 	t.Logf("%d instances launched for %d jobs", launched, jobs)
+	// What the burst cost in AWS calls (the instances' AWS CLI included), most frequent first.
+	calls := map[string]int{}
+	for _, c := range s.Gateway.Calls() {
+		calls[c.Service+" "+c.Operation]++
+	}
+	ops := slices.SortedFunc(maps.Keys(calls), func(a, b string) int { return calls[b] - calls[a] })
+	var b strings.Builder
+	for _, op := range ops {
+		fmt.Fprintf(&b, " %s %d (%.1f/job);", op, calls[op], float64(calls[op])/float64(jobs))
+	}
+	t.Logf("AWS calls:%s", b.String())
 	if launched < jobs {
 		t.Errorf("%d instances for %d jobs", launched, jobs)
 	}

@@ -2,8 +2,12 @@ package world
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -21,9 +25,12 @@ import (
 //  2. transaction conflicts, which moto never produces, can be injected (InjectConflicts): DynamoDB
 //     cancels a transaction that races another on one item (TransactionCanceledException with a
 //     TransactionConflict reason) and refuses a single write to an item a transaction is writing
-//     (TransactionConflictException); nothing is written then.
+//     (TransactionConflictException); nothing is written then;
+//  3. BatchGetItem refuses what DynamoDB refuses (more than 100 keys, a key twice) and, as
+//     DynamoDB may under load, answers only the first half of the keys of a request with more
+//     than one, the rest as UnprocessedKeys, so every caller's retry of them is exercised.
 //
-// Reads go straight to moto.
+// Other reads go straight to moto.
 type DynamoDB struct {
 	*dynamodb.Client
 	mu sync.Mutex
@@ -105,4 +112,67 @@ func codes(reasons []types.CancellationReason) string {
 		s += aws.ToString(r.Code)
 	}
 	return s
+}
+
+// BatchGetItem: see the type's comment (3).
+func (d *DynamoDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	invalid := func(msg string) error {
+		return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "BatchGetItem", Err: &smithy.GenericAPIError{Code: "ValidationException", Message: msg}}
+	}
+	total := 0
+	now := map[string]types.KeysAndAttributes{}
+	later := map[string]types.KeysAndAttributes{}
+	for table, ka := range in.RequestItems {
+		total += len(ka.Keys)
+		seen := map[string]bool{}
+		for _, k := range ka.Keys {
+			id := keyString(k)
+			if seen[id] {
+				return nil, invalid("Provided list of item keys contains duplicates")
+			}
+			seen[id] = true
+		}
+		half := (len(ka.Keys) + 1) / 2
+		first, rest := ka, ka
+		first.Keys, rest.Keys = ka.Keys[:half], ka.Keys[half:]
+		now[table] = first
+		if len(rest.Keys) > 0 {
+			later[table] = rest
+		}
+	}
+	if total > 100 {
+		return nil, invalid("Too many items requested for the BatchGetItem call")
+	}
+	req := *in
+	req.RequestItems = now
+	out, err := d.Client.BatchGetItem(ctx, &req, optFns...)
+	if err != nil {
+		return nil, err
+	}
+	for table, ka := range later {
+		if out.UnprocessedKeys == nil {
+			out.UnprocessedKeys = map[string]types.KeysAndAttributes{}
+		}
+		out.UnprocessedKeys[table] = ka
+	}
+	return out, nil
+}
+
+// keyString identifies a key by its attributes' names and values.
+func keyString(k map[string]types.AttributeValue) string {
+	names := slices.Sorted(maps.Keys(k))
+	var b strings.Builder
+	for _, n := range names {
+		switch v := k[n].(type) {
+		case *types.AttributeValueMemberS:
+			fmt.Fprintf(&b, "%s=S:%s;", n, v.Value)
+		case *types.AttributeValueMemberN:
+			fmt.Fprintf(&b, "%s=N:%s;", n, v.Value)
+		case *types.AttributeValueMemberB:
+			fmt.Fprintf(&b, "%s=B:%x;", n, v.Value)
+		default:
+			fmt.Fprintf(&b, "%s=%T;", n, v)
+		}
+	}
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/spotrunner/spotrunner/libs/githubapp"
@@ -32,32 +33,67 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 	if err != nil {
 		return err
 	}
+	// Every candidate, and the runner or job each is checked against, read again in batches:
+	// a few requests whatever the size of the pool (one read per item made a burst of N jobs
+	// cost N reads per event).
+	keys := make([]state.JobKey, 0, len(jobs))
+	for _, j := range jobs {
+		keys = append(keys, state.JobKey{Host: j.Host, ID: j.ID})
+	}
+	curJobs, err := h.jobs.Jobs(ctx, keys)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(runners)+len(jobs))
+	for _, r := range runners {
+		ids = append(ids, r.InstanceID)
+	}
+	for _, j := range curJobs {
+		if j.State == state.Launched {
+			ids = append(ids, j.InstanceID) // idleFor
+		}
+	}
+	curRunners, err := h.jobs.Runners(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var missing []state.JobKey // the jobs idle runners are bound to, outside the pool (waitsOn)
+	for _, r := range runners {
+		if cur, ok := curRunners[r.InstanceID]; ok {
+			if _, read := curJobs[state.JobKey{Host: cur.Host, ID: cur.JobID}]; !read {
+				missing = append(missing, state.JobKey{Host: cur.Host, ID: cur.JobID})
+			}
+		}
+	}
+	more, err := h.jobs.Jobs(ctx, missing)
+	if err != nil {
+		return err
+	}
+	maps.Copy(more, curJobs)
 	var (
 		uncovered []state.Job
 		spare     []state.Runner
 		resend    []state.Job
-		errs      []error
 	)
 	for _, j := range jobs {
-		switch cur, err := h.jobs.Job(ctx, j.Host, j.ID); {
-		case err != nil:
-			errs = append(errs, err)
+		switch cur, ok := curJobs[state.JobKey{Host: j.Host, ID: j.ID}]; {
+		case !ok:
+			// Gone since the index was written (expired): nothing waits on it.
 		case relaunch.Marked(cur):
 			resend = append(resend, cur)
-		case cur.State == state.Launched && !h.idleFor(ctx, cur):
+		case cur.State == state.Launched && !idleFor(cur, curRunners):
 			uncovered = append(uncovered, cur)
 		}
 	}
 	for _, r := range runners {
-		switch cur, err := h.jobs.Runner(ctx, r.InstanceID); {
-		case err != nil:
-			errs = append(errs, err)
-		case cur.State != state.Idle || cur.RunnerID == 0:
+		switch cur, ok := curRunners[r.InstanceID]; {
+		case !ok, cur.State != state.Idle || cur.RunnerID == 0:
 			// Busy now, or still being registered by its provisioning: not spare.
-		case !h.waitsOn(ctx, cur):
+		case !waitsOn(cur, more):
 			spare = append(spare, cur)
 		}
 	}
+	var errs []error
 	log := logging.From(ctx)
 	for len(uncovered) > 0 && len(spare) > 0 {
 		j, r := uncovered[0], spare[0]
@@ -80,19 +116,16 @@ func (h *Handler) reconcile(ctx context.Context, host string, labelSet []string)
 }
 
 // idleFor reports whether launched job j's own runner is still idle, waiting for it.
-func (h *Handler) idleFor(ctx context.Context, j state.Job) bool {
-	if j.InstanceID == "" {
-		return false
-	}
-	r, err := h.jobs.Runner(ctx, j.InstanceID)
-	return err == nil && r.State == state.Idle && r.JobID == j.ID
+func idleFor(j state.Job, runners map[string]state.Runner) bool {
+	r, ok := runners[j.InstanceID]
+	return ok && j.InstanceID != "" && r.State == state.Idle && r.JobID == j.ID
 }
 
 // waitsOn reports whether runner r's job still waits for exactly this runner.
-func (h *Handler) waitsOn(ctx context.Context, r state.Runner) bool {
-	j, err := h.jobs.Job(ctx, r.Host, r.JobID)
-	if err != nil {
-		return true // unknown: not spare, to be safe
+func waitsOn(r state.Runner, jobs map[state.JobKey]state.Job) bool {
+	j, ok := jobs[state.JobKey{Host: r.Host, ID: r.JobID}]
+	if !ok {
+		return true // unknown: not spare, to be safe (the reaper ends a runner nobody takes)
 	}
 	return j.State.Pending() && j.InstanceID == r.InstanceID
 }
