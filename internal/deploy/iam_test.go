@@ -40,7 +40,7 @@ var calls = map[string][]string{
 		"dynamodb:Query", "kms:Decrypt", "secretsmanager:GetSecretValue",
 	},
 	"ReaperFunction": {
-		"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
+		"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
 		"ec2:DescribeInstances", "ec2:TerminateInstances",
 		"kms:Decrypt", "secretsmanager:GetSecretValue",
 		"sqs:SendMessage",

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -103,4 +104,47 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 		}
 	}
 	return nil
+}
+
+// ItemsOf reads the items whose keys Phase returned (jobs and runners), as Jobs does: in
+// batches, strongly consistent. An item deleted since is in neither map.
+func (s *Store) ItemsOf(ctx context.Context, pks []string) (jobs map[string]Job, runners map[string]Runner, err error) {
+	jobs, runners = map[string]Job{}, map[string]Runner{}
+	var keys []map[string]types.AttributeValue
+	seen := map[string]bool{}
+	for _, pk := range pks {
+		if seen[pk] {
+			continue
+		}
+		seen[pk] = true
+		if strings.HasPrefix(pk, "RUNNER#") {
+			keys = append(keys, key(pk, "RUNNER"))
+		} else {
+			keys = append(keys, key(pk, "JOB"))
+		}
+	}
+	err = s.batchGet(ctx, keys, func(item map[string]types.AttributeValue) error {
+		var k struct {
+			PK string `dynamodbav:"pk"`
+			SK string `dynamodbav:"sk"`
+		}
+		if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+			return fmt.Errorf("decode item: %w", err)
+		}
+		if k.SK == "RUNNER" {
+			var it runnerItem
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return fmt.Errorf("decode runner %s: %w", k.PK, err)
+			}
+			runners[k.PK] = it.Runner
+			return nil
+		}
+		var it jobItem
+		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+			return fmt.Errorf("decode job %s: %w", k.PK, err)
+		}
+		jobs[k.PK] = it.Job
+		return nil
+	})
+	return jobs, runners, err
 }

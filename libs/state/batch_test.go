@@ -67,4 +67,11 @@ func TestBatchReads(t *testing.T) {
 	if diff := cmp.Diff(ids, got); diff != "" {
 		t.Errorf("runners (-want +got):\n%s", diff)
 	}
+	pkJobs, pkRunners, err := s.ItemsOf(ctx, []string{jobKey("ghes.example.com", 7), runnerKey("i-03"), jobKey("ghes.example.com", 999), runnerKey("i-03"), runnerKey("i-missing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkJobs) != 1 || pkJobs[jobKey("ghes.example.com", 7)].ID != 7 || len(pkRunners) != 1 || pkRunners[runnerKey("i-03")].JobID != 4 {
+		t.Errorf("ItemsOf: jobs %v, runners %v; want job 7 and runner i-03 (launched for job 4)", pkJobs, pkRunners)
+	}
 }

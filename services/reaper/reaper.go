@@ -59,6 +59,12 @@ type pass struct {
 	dryRun   bool
 	counts   map[string]int // "<step>.<what>" -> n
 	cutOff   []string       // steps stopped by the deadline
+
+	// The items of the phase page being walked, read in one batch before the walk (readPage);
+	// each is handed out once, and only while the read is fresh (pageFresh), else read again.
+	pageJobs    map[string]state.Job
+	pageRunners map[string]state.Runner
+	pageRead    time.Time
 }
 
 // late reports that the run must stop starting work: less than the margin is left.

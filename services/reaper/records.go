@@ -51,7 +51,7 @@ const abandonAfter = time.Hour
 // retireUnregistered: idle runners never registered (no RunnerID) whose instance is gone.
 func (rp *Reaper) retireUnregistered(ctx context.Context, r *pass) error {
 	return rp.eachInPhase(ctx, r, state.PhaseIdle, func(pk string) error {
-		run, err := rp.jobs.RunnerOf(ctx, pk)
+		run, err := rp.runnerOf(ctx, r, pk)
 		if errors.Is(err, state.ErrNotFound) {
 			return nil
 		}
@@ -72,7 +72,7 @@ func (rp *Reaper) retireUnregistered(ctx context.Context, r *pass) error {
 // relaunchUncovered: launched jobs whose runner will never run them.
 func (rp *Reaper) relaunchUncovered(ctx context.Context, r *pass) error {
 	return rp.eachInPhase(ctx, r, state.PhaseLaunched, func(pk string) error {
-		j, err := rp.jobs.JobOf(ctx, pk)
+		j, err := rp.jobOf(ctx, r, pk)
 		if errors.Is(err, state.ErrNotFound) {
 			return nil
 		}
@@ -136,7 +136,7 @@ func (rp *Reaper) uncovered(ctx context.Context, j state.Job) (string, state.Run
 // giveBackAbandoned: provisioning jobs holding a slot whose provisioner gave up.
 func (rp *Reaper) giveBackAbandoned(ctx context.Context, r *pass) error {
 	return rp.eachInPhase(ctx, r, state.PhaseWaiting, func(pk string) error {
-		j, err := rp.jobs.JobOf(ctx, pk)
+		j, err := rp.jobOf(ctx, r, pk)
 		if errors.Is(err, state.ErrNotFound) {
 			return nil
 		}
@@ -192,7 +192,7 @@ func (rp *Reaper) repairSlotCounters(ctx context.Context, r *pass) error {
 	}
 	held := map[string]int{}
 	job := func(pk string) error {
-		j, err := rp.jobs.JobOf(ctx, pk)
+		j, err := rp.jobOf(ctx, r, pk)
 		if err == nil && j.SlotHeld {
 			held[j.Preset]++
 		}
@@ -202,7 +202,7 @@ func (rp *Reaper) repairSlotCounters(ctx context.Context, r *pass) error {
 		return err
 	}
 	runner := func(pk string) error {
-		run, err := rp.jobs.RunnerOf(ctx, pk)
+		run, err := rp.runnerOf(ctx, r, pk)
 		if err == nil && run.HoldsSlot && run.State != state.Done {
 			held[run.Preset]++
 		}

@@ -26,7 +26,7 @@ func (rp *Reaper) registrations(ctx context.Context, r *pass) error {
 	const step = "registrations"
 	var down error // GitHub unavailable or rate-limited: ask no more in this run
 	deregister := func(pk string) error {
-		run, err := rp.jobs.RunnerOf(ctx, pk)
+		run, err := rp.runnerOf(ctx, r, pk)
 		if errors.Is(err, state.ErrNotFound) {
 			return nil
 		}
@@ -125,6 +125,9 @@ func (rp *Reaper) eachInPhase(ctx context.Context, r *pass, phase string, fn fun
 	var errs []error
 	for after := ""; ; {
 		pks, next, err := rp.jobs.Phase(ctx, phase, after)
+		if err == nil {
+			err = rp.readPage(ctx, r, pks)
+		}
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}
@@ -141,4 +144,36 @@ func (rp *Reaper) eachInPhase(ctx context.Context, r *pass, phase string, fn fun
 		}
 		after = next
 	}
+}
+
+// pageFresh is how long a page's batch read stands for a strongly consistent read of each item:
+// an item whose turn comes later (the steps call EC2 and GitHub per item) is read again. Every
+// write the steps make is conditioned on the state read, so an older read only costs a skip.
+const pageFresh = 5 * time.Second
+
+// readPage reads a phase page's items in one batch (a page is 100 keys: one BatchGetItem instead
+// of 100 GetItems) for jobOf and runnerOf to hand out.
+func (rp *Reaper) readPage(ctx context.Context, r *pass, pks []string) error {
+	var err error
+	r.pageJobs, r.pageRunners, err = rp.jobs.ItemsOf(ctx, pks)
+	r.pageRead = time.Now()
+	return err
+}
+
+// jobOf is the job of pk from the page read (once), or read now; ErrNotFound when it is gone.
+func (rp *Reaper) jobOf(ctx context.Context, r *pass, pk string) (state.Job, error) {
+	if j, ok := r.pageJobs[pk]; ok && time.Since(r.pageRead) < pageFresh {
+		delete(r.pageJobs, pk)
+		return j, nil
+	}
+	return rp.jobs.JobOf(ctx, pk)
+}
+
+// runnerOf is jobOf for a runner.
+func (rp *Reaper) runnerOf(ctx context.Context, r *pass, pk string) (state.Runner, error) {
+	if run, ok := r.pageRunners[pk]; ok && time.Since(r.pageRead) < pageFresh {
+		delete(r.pageRunners, pk)
+		return run, nil
+	}
+	return rp.jobs.RunnerOf(ctx, pk)
 }

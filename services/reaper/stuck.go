@@ -122,6 +122,9 @@ func (rp *Reaper) eachRunner(ctx context.Context, r *pass, step string, phases [
 	for _, phase := range phases {
 		for after := ""; ; {
 			pks, next, err := rp.jobs.Phase(ctx, phase, after)
+			if err == nil {
+				err = rp.readPage(ctx, r, pks)
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", step, err))
 				break
@@ -131,7 +134,7 @@ func (rp *Reaper) eachRunner(ctx context.Context, r *pass, step string, phases [
 					r.cutOff = append(r.cutOff, step)
 					return errors.Join(errs...)
 				}
-				run, err := rp.jobs.RunnerOf(ctx, pk)
+				run, err := rp.runnerOf(ctx, r, pk)
 				if errors.Is(err, state.ErrNotFound) {
 					continue // deleted since the index was read
 				}
