@@ -93,21 +93,17 @@ Jobs are read from the state table's "recent" index, one query per day (never a 
 				p.stop()
 				return err
 			}
-			views := make([]jobView, 0, len(jobs))
-			for i, j := range jobs {
-				p.set("reading jobs: %d of %d", i+1, len(jobs))
-				v, err := a.view(ctx, store, j)
-				if err != nil {
-					p.stop()
-					return err
-				}
-				views = append(views, v)
+			p.set("reading the runners of %d jobs", len(jobs))
+			listed, err := views(ctx, store, jobs)
+			if err != nil {
+				p.stop()
+				return err
 			}
 			p.stop()
 			if a.output == "json" {
-				return writeJSON(a.stdout, views)
+				return writeJSON(a.stdout, listed)
 			}
-			return writeJobs(a.stdout, views)
+			return writeJobs(a.stdout, listed)
 		},
 	}
 	cmd.Flags().DurationVar(&since, "since", time.Hour, "jobs received this long ago or later (at most 30 days are kept)")
@@ -141,46 +137,49 @@ func (a *app) store(ctx context.Context) (*state.Store, error) {
 	return state.New(dynamodb.NewFromConfig(cfg), table).WithClock(a.now), nil
 }
 
-// view adds to j the runner it ran on (or the one launched for it): instance type and capacity.
-func (a *app) view(ctx context.Context, store *state.Store, j state.Job) (jobView, error) {
-	v := jobView{
-		Host: j.Host, ID: j.ID, Repo: j.Owner + "/" + j.Repo, Name: j.Name, Labels: j.Labels, Preset: j.Preset,
-		State: j.State, Reason: j.Reason, ReceivedAt: j.ReceivedAt, Attempt: j.Attempt,
-		InstanceID: j.InstanceID, RunnerName: j.RunnerName, timeline: map[string]time.Time{},
+// views shows jobs with the runner each ran on (or the one launched for it): instance type and
+// capacity, every runner read in one batch.
+func views(ctx context.Context, store *state.Store, jobs []state.Job) ([]jobView, error) {
+	out := make([]jobView, len(jobs))
+	instances := make([]string, len(jobs))
+	for i, j := range jobs {
+		v := jobView{
+			Host: j.Host, ID: j.ID, Repo: j.Owner + "/" + j.Repo, Name: j.Name, Labels: j.Labels, Preset: j.Preset,
+			State: j.State, Reason: j.Reason, ReceivedAt: j.ReceivedAt, Attempt: j.Attempt,
+			InstanceID: j.InstanceID, RunnerName: j.RunnerName, timeline: j.Timeline,
+		}
+		instances[i] = j.InstanceID
+		// Before its job runs, the runner name is the one launched for it; once it ran, the one
+		// GitHub gave it (in_progress).
+		if t, ran := j.Timeline[string(state.Running)]; !ran {
+			v.RunnerName = ""
+		} else {
+			v.StartedAt = &t
+			if !j.ReceivedAt.IsZero() {
+				s := t.Sub(j.ReceivedAt).Seconds()
+				v.TimeToStart = &s
+			}
+			if ranOn, ours := queue.InstanceOfRunner(j.RunnerName); ours {
+				v.RanOn, instances[i] = ranOn, ranOn
+			}
+		}
+		out[i] = v
 	}
-	for k, t := range j.Timeline {
-		v.timeline[k] = t
+	runners, err := store.Runners(ctx, instances)
+	if err != nil {
+		return nil, err
 	}
-	if t, ok := j.Timeline[string(state.Running)]; ok {
-		v.StartedAt = &t
-		if !j.ReceivedAt.IsZero() {
-			s := t.Sub(j.ReceivedAt).Seconds()
-			v.TimeToStart = &s
+	for i := range out {
+		r, ok := runners[instances[i]]
+		if !ok {
+			continue
+		}
+		out[i].InstanceType, out[i].Capacity = r.InstanceType, r.CapacityType
+		if out[i].RanOn != "" && r.JobID != out[i].ID {
+			out[i].LaunchedFor = r.JobID
 		}
 	}
-	instance := j.InstanceID
-	// Before its job runs, the runner name is the one launched for it; once it ran, the one
-	// GitHub gave it (in_progress).
-	if _, ran := j.Timeline[string(state.Running)]; !ran {
-		v.RunnerName = ""
-	} else if ranOn, ours := queue.InstanceOfRunner(j.RunnerName); ours {
-		v.RanOn, instance = ranOn, ranOn
-	}
-	if instance == "" {
-		return v, nil
-	}
-	r, err := store.Runner(ctx, instance)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		return v, nil
-	case err != nil:
-		return v, err
-	}
-	v.InstanceType, v.Capacity = r.InstanceType, r.CapacityType
-	if v.RanOn != "" && r.JobID != j.ID {
-		v.LaunchedFor = r.JobID
-	}
-	return v, nil
+	return out, nil
 }
 
 func writeJobs(w io.Writer, views []jobView) error {
@@ -238,10 +237,11 @@ another GitHub host than the stack's.`,
 			if err != nil {
 				return err
 			}
-			v, err := a.view(ctx, store, j)
+			vs, err := views(ctx, store, []state.Job{j})
 			if err != nil {
 				return err
 			}
+			v := vs[0]
 			steps := timeline(v)
 			if a.output == "json" {
 				return writeJSON(a.stdout, struct {
